@@ -1,0 +1,44 @@
+"""Ask a running server how it is: ``GET /healthz``, the same for every backend."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import httpx
+
+
+def fetch(url: str, timeout: float = 3.0) -> dict:
+    """The server's /healthz answer, plus ``reachable``; never raises."""
+    try:
+        response = httpx.get(f"{url}/healthz", timeout=timeout)
+    except httpx.HTTPError as exc:
+        return {"reachable": False, "status": "unreachable", "workers": 0, "error": str(exc)}
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"error": response.text[:200]}
+    body.setdefault("workers", 0)
+    return {"reachable": True, "http_status": response.status_code, **body}
+
+
+def wait_for_workers(
+    url: str,
+    workers: int,
+    timeout: float,
+    still_starting: Callable[[], None] = lambda: None,
+) -> dict:
+    """Poll until the server is healthy with exactly ``workers`` workers answering.
+
+    ``still_starting`` runs between polls and may raise to give up early
+    (a process died). Returns the last health answer; raises TimeoutError.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        health = fetch(url)
+        if health.get("status") == "ok" and health["workers"] == workers:
+            return health
+        if time.monotonic() >= deadline:
+            raise TimeoutError(health)
+        still_starting()
+        time.sleep(0.2)

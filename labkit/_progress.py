@@ -1,0 +1,77 @@
+"""Progress markers: ``[labkit] step K/N: what (seconds)``.
+
+Every backend prints the same one-line markers (the cloud-init scripts echo
+them into the console log too), so one parser turns either into a progress
+bar or a table of step timings.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+MARKER_RE = re.compile(r"^\[labkit\] step (\d+)/(\d+): (.+) \((\d+(?:\.\d+)?)s\)\s*$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Step:
+    index: int
+    total: int
+    what: str
+    seconds: float
+
+    def marker(self) -> str:
+        return f"[labkit] step {self.index}/{self.total}: {self.what} ({self.seconds:.1f}s)"
+
+
+def parse(text: str) -> list[Step]:
+    """All markers in a log, in order."""
+    return [Step(int(k), int(n), what, float(s)) for k, n, what, s in MARKER_RE.findall(text)]
+
+
+def _in_notebook() -> bool:
+    shell = sys.modules.get("IPython")
+    ip = shell.get_ipython() if shell else None
+    return type(ip).__name__ == "ZMQInteractiveShell"
+
+
+class Progress:
+    """Shows steps as they run: a tqdm bar in a notebook, marker lines elsewhere."""
+
+    def __init__(self, total: int, title: str, mode: str = "auto", stream=None):
+        if mode == "auto":
+            mode = "bar" if _in_notebook() else "lines"
+        self.total = total
+        self.mode = mode
+        self.stream = stream or sys.stdout
+        self.done: list[Step] = []
+        self._bar = None
+        if mode == "bar":
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total, desc=title, bar_format="{desc}: {n}/{total} {bar} {elapsed}")
+
+    @contextmanager
+    def step(self, what: str) -> Iterator[None]:
+        index = len(self.done) + 1
+        if self._bar is not None:
+            self._bar.set_description_str(f"step {index}/{self.total}: {what}")
+        started = time.perf_counter()
+        yield
+        self.record(Step(index, self.total, what, time.perf_counter() - started))
+
+    def record(self, step: Step) -> None:
+        self.done.append(step)
+        if self._bar is not None:
+            self._bar.update(1)
+        elif self.mode == "lines":
+            print(step.marker(), file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.set_description_str("done" if len(self.done) == self.total else "stopped")
+            self._bar.close()

@@ -1,0 +1,174 @@
+"""A private RabbitMQ node for one local deployment.
+
+A student's machine may already run RabbitMQ on 5672 (this one does), so each
+deployment starts its own node: its own data directory, free ports, its own
+Erlang port mapper (epmd), and a random user. The guest account never exists:
+the node is created with ``default_user`` set, which replaces guest.
+
+Debian's ``/usr/sbin/rabbitmq-server`` is a wrapper that only root or the
+rabbitmq user may run; the real script in ``/usr/lib/rabbitmq/bin`` runs as
+anybody, with HOME pointing at the node's folder for its own Erlang cookie.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import secrets
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from . import _procs
+from ._errors import DeployError, PrerequisiteMissing
+
+INSTALL_HINT = (
+    "install it with `sudo apt-get install -y rabbitmq-server` (Debian/Ubuntu) or "
+    "`conda install -c conda-forge rabbitmq-server`, or set LABKIT_BROKER_URL to a broker you already run"
+)
+
+
+def _find(program: str, debian_dir: str) -> str | None:
+    override = os.environ.get(f"LABKIT_{program.upper().replace('-', '_')}")
+    for candidate in (override, f"{debian_dir}/{program}"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    found = shutil.which(program)
+    if found:
+        return found
+    # epmd sits inside the Erlang runtime's own folder on Debian.
+    matches = sorted(glob.glob(f"/usr/lib/erlang/erts-*/bin/{program}"))
+    return matches[-1] if matches else None
+
+
+def find_programs() -> tuple[str, str]:
+    server = _find("rabbitmq-server", "/usr/lib/rabbitmq/bin")
+    if server is None:
+        raise PrerequisiteMissing(f"rabbitmq-server was not found: {INSTALL_HINT}.")
+    epmd = _find("epmd", "/usr/lib/erlang/bin")
+    if epmd is None:
+        raise PrerequisiteMissing(f"epmd (Erlang's port mapper) was not found: {INSTALL_HINT}.")
+    return server, epmd
+
+
+@dataclass(frozen=True)
+class Node:
+    """Where a node lives and how to reach it; saved in the deployment's state."""
+
+    folder: str
+    nodename: str
+    amqp_port: int
+    dist_port: int
+    epmd_port: int
+    user: str
+    password: str
+
+    @classmethod
+    def plan(cls, folder: Path, name: str) -> "Node":
+        ports = set()
+        while len(ports) < 3:
+            ports.add(_procs.free_port())
+        amqp, dist, epmd = sorted(ports)
+        return cls(
+            folder=str(folder),
+            nodename=f"labkit-{name}@localhost",
+            amqp_port=amqp,
+            dist_port=dist,
+            epmd_port=epmd,
+            user=f"lab-{secrets.token_hex(4)}",
+            password=secrets.token_urlsafe(24),
+        )
+
+    @property
+    def url(self) -> str:
+        return f"amqp://{quote(self.user)}:{quote(self.password, safe='')}@127.0.0.1:{self.amqp_port}//"
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+    def _environment(self) -> dict:
+        """Write the node's config files; return the environment that points the scripts at them."""
+        folder = Path(self.folder)
+        for sub in ("mnesia", "log"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        os.chmod(folder, 0o700)
+        config = folder / "rabbitmq.conf"
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(
+                f"listeners.tcp.1 = 127.0.0.1:{self.amqp_port}\n"
+                f"default_user = {self.user}\n"
+                f"default_pass = {self.password}\n"
+                "default_vhost = /\n"
+                "log.console = true\n"
+                "log.file = false\n"
+            )
+        (folder / "enabled_plugins").write_text("[].\n")
+        (folder / "rabbitmq-env.conf").write_text("# empty: this node takes its settings from labkit\n")
+        return {
+            **os.environ,
+            "HOME": str(folder),
+            "RABBITMQ_NODENAME": self.nodename,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.amqp_port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "ERL_EPMD_PORT": str(self.epmd_port),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "RABBITMQ_MNESIA_BASE": str(folder / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(folder / "log"),
+            "RABBITMQ_CONFIG_FILE": str(config),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(folder / "advanced.config"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(folder / "enabled_plugins"),
+            "RABBITMQ_CONF_ENV_FILE": str(folder / "rabbitmq-env.conf"),
+            # We run epmd ourselves, so that stopping the node leaves nothing behind.
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-start_epmd false",
+        }
+
+    def start_epmd(self, log_dir: Path) -> _procs.Proc:
+        _, epmd = find_programs()
+        cmd = [epmd, "-port", str(self.epmd_port), "-address", "127.0.0.1"]
+        return _procs.spawn("epmd", cmd, self._environment(), log_dir / "epmd.log")
+
+    def start_server(self, log_dir: Path, timeout: float = 60.0) -> _procs.Proc:
+        """Start the node (epmd must run); return once it accepts our user."""
+        server, _ = find_programs()
+        log = log_dir / "rabbitmq.log"
+        proc = _procs.spawn("rabbitmq", [server], self._environment(), log, cwd=Path(self.folder))
+        try:
+            self.wait_ready(proc, log, timeout)
+        except DeployError:
+            _procs.stop(proc)
+            raise
+        return proc
+
+    def wait_ready(self, node_proc: _procs.Proc, log: Path, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not node_proc.alive():
+                raise DeployError(
+                    f"RabbitMQ stopped while starting; the end of its log ({log}):\n{_procs.tail(log)}\n"
+                    "Fix what it says, then run `labkit up` again."
+                )
+            if self.accepts_login():
+                return
+            time.sleep(0.25)
+        raise DeployError(
+            f"RabbitMQ did not accept connections within {timeout:.0f} s; see {log}. "
+            "Run `labkit down`, then `labkit up` again."
+        )
+
+    def accepts_login(self) -> bool:
+        import amqp.exceptions
+        import kombu
+        import kombu.exceptions
+
+        if not _procs.port_in_use(self.amqp_port):
+            return False
+        try:
+            with kombu.Connection(self.url, connect_timeout=1) as conn:
+                conn.ensure_connection(max_retries=0)
+            return True
+        except (OSError, kombu.exceptions.KombuError, amqp.exceptions.AMQPError):
+            return False  # booting: the user table may not be there yet

@@ -1,0 +1,21 @@
+import json
+
+import click
+
+from ._options import name_option
+
+
+@click.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (name, backend, url, workers, ...).")
+@name_option
+def command(as_json: bool, name: str) -> None:
+    """Show whether the server answers, its workers and its processes."""
+    import labkit
+
+    status = labkit.attach(name).status()
+    if as_json:
+        click.echo(json.dumps(status.to_dict(), indent=2))
+        return
+    health = "healthy" if status.healthy else f"NOT READY ({status.problem})"
+    click.echo(f"{status.name} ({status.backend}) at {status.url}: {health}, {status.workers} worker(s) answering")
+    click.echo(status.processes_frame().to_string(index=False))

@@ -1,0 +1,65 @@
+"""The JSON API: predictions, model metadata and the health check."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from . import tasks, validation
+from .dispatch import Unavailable, call, workers_online
+
+bp = Blueprint("api", __name__)
+
+
+def error(status: int, message: str, **extra):
+    return jsonify({"error": message, **extra}), status
+
+
+@bp.errorhandler(validation.InvalidInput)
+def invalid_input(exc: validation.InvalidInput):
+    return error(400, str(exc))
+
+
+@bp.errorhandler(Unavailable)
+def unavailable(exc: Unavailable):
+    response = error(503, str(exc))
+    response[0].headers["Retry-After"] = "1"
+    return response
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def too_large(exc: RequestEntityTooLarge):
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    return error(413, f"the request body is larger than {limit} bytes: send fewer rows per request")
+
+
+@bp.errorhandler(HTTPException)
+def http_error(exc: HTTPException):
+    return error(exc.code or 500, exc.description or exc.name)
+
+
+@bp.post("/api/predict")
+def predict():
+    if not request.is_json:
+        raise validation.InvalidInput(
+            f"Content-Type must be application/json, not {request.content_type or 'missing'}"
+        )
+    payload = validation.parse_json(request.get_data(cache=False))
+    rows = validation.instances(payload, int(current_app.config["MAX_ROWS"]))
+    return jsonify(call(tasks.predict, rows))
+
+
+@bp.get("/api/model")
+def model_metadata():
+    return jsonify(call(tasks.model_info))
+
+
+@bp.get("/healthz")
+def healthz():
+    try:
+        workers = workers_online()
+    except Unavailable as exc:
+        return error(503, str(exc), status="unavailable", workers=0)
+    if not workers:
+        return error(503, "the broker answers, but no worker replied to a ping", status="unavailable", workers=0)
+    return jsonify({"status": "ok", "workers": len(workers), "worker_names": workers})

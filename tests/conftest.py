@@ -1,0 +1,85 @@
+"""Shared fixtures.
+
+Real parts only: a model trained here on the real data, private RabbitMQ
+nodes, real Celery workers and gunicorn. Every deployment a test starts is
+destroyed again, also when the test fails.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch):
+    """Tests never depend on the developer's own LABKIT_*, SERVER_* or OS_* settings."""
+    for key in list(os.environ):
+        if key.startswith(("LABKIT_", "SERVER_", "OS_")):
+            monkeypatch.delenv(key)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    path = Path(os.environ.get("LABKIT_TEST_DATA_DIR", SHARED_DATA))
+    if not (path / "pima-indians-diabetes.csv").is_file():
+        pytest.fail(f"The Pima data set is not in {path}: set LABKIT_TEST_DATA_DIR to the folder that holds it.")
+    return path
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory, data_dir) -> Path:
+    """A model trained once per test session (few epochs: the tests need a real model, not a good one)."""
+    import labkit
+
+    out = tmp_path_factory.mktemp("model")
+    settings = labkit.Settings(data_dir=data_dir, model_dir=out)
+    labkit.train(epochs=30, settings=settings)
+    return out
+
+
+@pytest.fixture
+def settings(tmp_path, data_dir, model_dir):
+    """Settings for a deployment of its own: private home, the session's model, lines not bars."""
+    import labkit
+
+    return labkit.Settings(
+        home=tmp_path / "home", model_dir=model_dir, data_dir=data_dir, progress="lines", predict_timeout=3.0
+    )
+
+
+@pytest.fixture
+def deployment_factory(settings):
+    """Start deployments; every one of them is destroyed at the end of the test."""
+    import labkit
+
+    started = []
+
+    def start(workers: int = 1, name: str = "test", **kwargs):
+        lab = labkit.deploy("local", name=name, workers=workers, settings=settings, **kwargs)
+        started.append(lab)
+        return lab
+
+    yield start
+    for lab in started:
+        lab.destroy()
+
+
+@pytest.fixture(scope="module")
+def shared_lab(tmp_path_factory, data_dir, model_dir):
+    """One deployment shared by the tests of a module that only read from it."""
+    import labkit
+
+    settings = labkit.Settings(
+        home=tmp_path_factory.mktemp("home"), model_dir=model_dir, data_dir=data_dir, progress="lines"
+    )
+    lab = labkit.deploy("local", name="shared", workers=1, settings=settings)
+    try:
+        yield lab
+    finally:
+        lab.destroy()
