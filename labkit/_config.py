@@ -48,6 +48,13 @@ class Settings:
     predict_timeout: float = 5.0
     progress: str = "auto"  # auto | bar | lines | off
 
+    def __post_init__(self) -> None:
+        # Accept plain strings for paths, as a student would type them.
+        for name in ("home", "model_dir", "data_dir"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Path):
+                object.__setattr__(self, name, Path(value).expanduser())
+
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
         env = dict(os.environ if env is None else env)

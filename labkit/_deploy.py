@@ -70,6 +70,15 @@ class Deployment:
     def url(self) -> str:
         return self._state["url"]
 
+    @property
+    def run_dir(self) -> RunDir:
+        return self._run
+
+    @property
+    def state(self) -> dict:
+        """What labkit recorded about this deployment (ports, processes); holds the broker password."""
+        return self._refresh()
+
     def _refresh(self) -> dict:
         if not self._run.exists():
             raise NotDeployed(f"The deployment {self.name!r} was taken down: run labkit.deploy() to start a new one.")

@@ -15,6 +15,10 @@ from pathlib import Path
 
 import psutil
 
+# Children started by this Python process, kept so they are not garbage
+# collected while running (Popen warns) and are reaped when they end.
+_children: dict[int, subprocess.Popen] = {}
+
 
 @dataclass(frozen=True)
 class Proc:
@@ -69,10 +73,15 @@ def spawn(role: str, cmd: list[str], env: dict, log_path: Path, cwd: Path | None
             cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    _children[popen.pid] = popen
     return Proc(role, popen.pid, psutil.Process(popen.pid).create_time())
 
 
 def _reap(process: psutil.Process) -> None:
+    popen = _children.pop(process.pid, None)
+    if popen is not None:
+        popen.poll()
+        return
     try:
         process.wait(timeout=0)
     except (psutil.Error, ChildProcessError):
@@ -95,6 +104,7 @@ def stop(proc: Proc, timeout: float = 15.0, sig: int = signal.SIGTERM) -> None:
             except psutil.Error:
                 pass
         psutil.wait_procs(alive, timeout=5)
+    _reap(process)
 
 
 def kill(proc: Proc) -> None:
@@ -106,6 +116,7 @@ def kill(proc: Proc) -> None:
             process.wait(timeout=5)
         except (psutil.Error, ChildProcessError):
             pass
+        _reap(process)
 
 
 def _members(process: psutil.Process) -> list[psutil.Process]:

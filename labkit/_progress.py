@@ -14,7 +14,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
-MARKER_RE = re.compile(r"^\[labkit\] step (\d+)/(\d+): (.+) \((\d+(?:\.\d+)?)s\)\s*$", re.MULTILINE)
+# Not anchored at the line start: on the console, journald prefixes cloud-init's
+# output with "[ uptime] cloud-init[pid]: ".
+MARKER_RE = re.compile(r"\[labkit\] step (\d+)/(\d+): (.+) \((\d+(?:\.\d+)?)s\)\s*$", re.MULTILINE)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from .dispatch import Unavailable, call, workers_online
 bp = Blueprint("api", __name__)
 
 
-def error(status: int, message: str, **extra):
+def error(status: int, message: str, /, **extra):
     return jsonify({"error": message, **extra}), status
 
 

@@ -8,9 +8,13 @@ from flask import Flask
 
 def celery_config(app: Flask) -> dict:
     timeout = float(app.config["PREDICT_TIMEOUT"])
+    backend = app.config["RESULT_BACKEND"]
+    if backend == "rpc://":
+        # The same backend, but it gives up when the broker is down (see rpc_backend.py).
+        backend = "production_server.rpc_backend:BoundedRPCBackend"
     return {
         "broker_url": app.config["BROKER_URL"],
-        "result_backend": app.config["RESULT_BACKEND"],
+        "result_backend": backend,
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],
@@ -30,7 +34,9 @@ def celery_config(app: Flask) -> dict:
         # Fail fast when the broker is down: the web answers 503 instead of hanging.
         "broker_connection_timeout": min(2.0, timeout),
         "broker_connection_retry_on_startup": True,
-        "broker_connection_max_retries": None,
+        # The web must not wait for a broker that is down: a couple of tries,
+        # then a 503. (worker.py lets the workers retry forever instead.)
+        "broker_connection_max_retries": 2,
         "task_publish_retry_policy": {
             "max_retries": 2,
             "interval_start": 0,

@@ -14,6 +14,8 @@ from . import create_app, tasks
 
 flask_app = create_app()
 celery_app = flask_app.extensions["celery"]
+# A worker outlives a broker outage: it keeps reconnecting until the broker is back.
+celery_app.conf.broker_connection_max_retries = None
 
 
 def _preload() -> None:

@@ -111,6 +111,9 @@ class LocalBackend:
             "--threads", str(WEB_THREADS),
             "--bind", f"127.0.0.1:{state['port']}",
             "--graceful-timeout", "5",
+            # gunicorn 23+ opens a control socket in ~/.gunicorn by default,
+            # one path for every deployment of this user: not wanted here.
+            "--no-control-socket",
             "production_server:create_app()",
         ]
 

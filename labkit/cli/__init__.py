@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 
 import click
 
@@ -41,7 +40,3 @@ def main(argv: list[str] | None = None) -> int:
         exc.show()
         return exc.exit_code
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

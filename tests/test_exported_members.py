@@ -1,0 +1,35 @@
+"""labkit's public names and __all__ agree (after httpx's test of the same name)."""
+
+from __future__ import annotations
+
+import inspect
+
+import labkit
+
+
+def test_all_names_exist():
+    missing = [name for name in labkit.__all__ if not hasattr(labkit, name)]
+    assert missing == []
+
+
+def test_all_has_no_duplicates():
+    assert len(set(labkit.__all__)) == len(labkit.__all__)
+
+
+def test_every_public_function_and_class_is_exported():
+    public = {
+        name
+        for name, member in vars(labkit).items()
+        if not name.startswith("_")
+        and (inspect.isfunction(member) or inspect.isclass(member))
+        and (member.__module__ or "").partition(".")[0] == "labkit"
+    }
+    assert public, "found no public function or class at all: the check itself is broken"
+    assert sorted(public - set(labkit.__all__)) == []
+
+
+def test_exported_members_are_defined_in_labkit():
+    for name in labkit.__all__:
+        member = getattr(labkit, name)
+        assert inspect.isfunction(member) or inspect.isclass(member), name
+        assert member.__module__.startswith("labkit."), (name, member.__module__)

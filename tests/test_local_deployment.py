@@ -1,0 +1,175 @@
+"""The local backend end to end: real RabbitMQ, Celery workers, gunicorn and model."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import numpy as np
+import psutil
+import pytest
+
+import labkit
+from labkit import _procs
+from production_server import data as pima
+from production_server import model
+
+pytestmark = pytest.mark.slow
+
+
+def recorded(lab) -> tuple[list[_procs.Proc], list[int]]:
+    state = lab.state
+    procs = [_procs.Proc.from_dict(p) for p in state["processes"]]
+    node = state["broker"]["node"]
+    ports = [state["port"], node["amqp_port"], node["dist_port"], node["epmd_port"]]
+    return procs, ports
+
+
+def assert_nothing_left(procs, ports):
+    assert [p.role for p in procs if p.alive()] == []
+    assert [port for port in ports if _procs.port_in_use(port)] == []
+
+
+def worker_count(url: str) -> int:
+    return httpx.get(f"{url}/healthz", timeout=5).json()["workers"]
+
+
+def test_up_predict_scale_down(deployment_factory, model_dir, data_dir, monkeypatch, capsys):
+    monkeypatch.setenv("LABKIT_DATA_DIR", str(data_dir))
+    lab = deployment_factory(workers=1)
+
+    markers = labkit.parse_markers(capsys.readouterr().out)
+    assert [s.index for s in markers] == [1, 2, 3, 4, 5]
+    assert [s.what for s in markers] == [s.what for s in lab.steps]
+    assert worker_count(lab.url) == 1
+
+    # Over HTTP, through RabbitMQ and a worker, the answers are the model's own.
+    rows = pima.load().features[:25].tolist()
+    answer = lab.predict(rows)
+    trained = model.load(model_dir)
+    expected = model.predict_proba(trained.model, rows)
+    np.testing.assert_allclose(answer["probability"], expected, atol=1e-6)
+    assert answer.attrs["model_version"] == trained.version
+    assert list(answer["prediction"]) == [int(p >= 0.5) for p in expected]
+
+    for workers in (3, 1):
+        seconds = lab.scale(workers)
+        assert seconds > 0
+        assert worker_count(lab.url) == workers
+        alive = [p for p in lab.status().processes if p["role"].startswith("worker-") and p["alive"]]
+        assert len(alive) == workers
+
+    procs, ports = recorded(lab)
+    run_path = lab.run_dir.path
+    lab.destroy()
+    assert_nothing_left(procs, ports)
+    assert not run_path.exists()
+
+
+def test_deploy_twice_reattaches(deployment_factory, settings):
+    first = deployment_factory(workers=1, name="twice")
+    pids = sorted(p["pid"] for p in first.state["processes"])
+    second = labkit.deploy("local", name="twice", workers=1, settings=settings)
+    assert second.url == first.url
+    assert sorted(p["pid"] for p in second.state["processes"]) == pids
+    # A restarted kernel: nothing in memory, only the run directory.
+    again = labkit.attach("twice", settings=labkit.Settings(home=settings.home))
+    assert again.status().healthy
+    assert labkit.deployments(settings) == ["twice"]
+
+
+def test_errors_say_what_to_do(settings, tmp_path):
+    empty = labkit.Settings(home=settings.home, model_dir=tmp_path / "no-model", progress="off")
+    with pytest.raises(labkit.PrerequisiteMissing, match="labkit train"):
+        labkit.deploy("local", name="nomodel", settings=empty)
+    assert labkit.deployments(empty) == []
+    with pytest.raises(labkit.NotDeployed, match="labkit up"):
+        labkit.attach("nothing", settings=settings)
+    with pytest.raises(labkit.ConfigError, match="not a valid deployment name"):
+        labkit.deploy("local", name="Bad Name!", settings=settings)
+
+
+def test_missing_rabbitmq_server_is_explained(settings, monkeypatch):
+    monkeypatch.setenv("LABKIT_RABBITMQ_SERVER", "/nonexistent/rabbitmq-server")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setattr("labkit._rabbitmq._find", lambda program, debian_dir: None)
+    with pytest.raises(labkit.PrerequisiteMissing, match="apt-get install -y rabbitmq-server"):
+        labkit.deploy("local", name="norabbit", settings=settings)
+
+
+def _cli(args, env, timeout=240):
+    return subprocess.run(
+        [sys.executable, "-m", "labkit.cli", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture
+def cli_env(settings):
+    env = dict(os.environ)
+    env.update(
+        LABKIT_HOME=str(settings.home),
+        LABKIT_MODEL_DIR=str(settings.model_dir),
+        LABKIT_DATA_DIR=str(settings.data_dir),
+    )
+    yield env
+    _cli(["down", "--name", "cli"], env)
+
+
+def test_cli_up_status_down(cli_env, settings):
+    up = _cli(["up", "--workers", "1", "--name", "cli"], cli_env)
+    assert up.returncode == 0, up.stderr
+    assert [s.index for s in labkit.parse_markers(up.stdout)] == [1, 2, 3, 4, 5]
+    url = up.stdout.strip().splitlines()[-1].split(" at ")[1].split(" ")[0]
+    assert httpx.get(f"{url}/healthz").json()["status"] == "ok"
+
+    status = _cli(["status", "--json", "--name", "cli"], cli_env)
+    shown = json.loads(status.stdout)
+    assert {k: shown[k] for k in ("name", "backend", "url", "workers")} == {
+        "name": "cli", "backend": "local", "url": url, "workers": 1,
+    }
+    assert "password" not in status.stdout and "amqp://" not in status.stdout
+
+    lab = labkit.attach("cli", settings=settings)
+    procs, ports = recorded(lab)
+    down = _cli(["down", "--name", "cli"], cli_env)
+    assert down.returncode == 0, down.stderr
+    assert_nothing_left(procs, ports)
+
+    missing = _cli(["status", "--name", "cli"], cli_env)
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("labkit: No deployment called 'cli'")
+    assert "Traceback" not in missing.stderr
+
+
+def test_down_after_labkit_itself_crashed(cli_env, settings):
+    """`labkit up` killed mid-way leaves processes; `labkit down` still finds and stops them all."""
+    up = subprocess.Popen([sys.executable, "-m", "labkit.cli", "up", "--name", "cli"], env=cli_env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state_file = settings.home / "deployments" / "cli" / "state.json"
+
+    def rabbit_recorded() -> bool:
+        try:
+            return any(p["role"] == "rabbitmq" for p in json.loads(state_file.read_text())["processes"])
+        except (FileNotFoundError, json.JSONDecodeError):
+            return False
+
+    assert _procs.wait_until(rabbit_recorded, timeout=90)
+    up.send_signal(signal.SIGKILL)
+    up.wait()
+    state = json.loads(state_file.read_text())
+    procs = [_procs.Proc.from_dict(p) for p in state["processes"]]
+    assert any(p.alive() for p in procs)
+
+    down = _cli(["down", "--name", "cli"], cli_env)
+    assert down.returncode == 0, down.stderr
+    assert [p.role for p in procs if p.alive()] == []
+    assert not _procs.port_in_use(state["broker"]["node"]["amqp_port"])
+    # Nothing of ours is left anywhere, recorded or not.
+    leftovers = [p.info for p in psutil.process_iter(["pid", "cmdline"])
+                 if "labkit-cli@localhost" in " ".join(p.info["cmdline"] or [])]
+    assert leftovers == []
