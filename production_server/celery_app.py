@@ -43,7 +43,6 @@ def celery_config(app: Flask) -> dict:
             "interval_step": 0.2,
             "interval_max": 0.2,
         },
-        "broker_transport_options": {"confirm_publish": True},
         "worker_send_task_events": False,
         "worker_hijack_root_logger": False,
         "result_expires": int(timeout * 10) + 60,

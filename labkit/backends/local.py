@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -41,12 +40,11 @@ class LocalBackend:
         titles = self.plan_steps(workers)
         with progress.step(titles[0]):
             self._check_prerequisites(settings)
-            port = _procs.free_port(settings.port)
             state = {
                 "name": run.name,
                 "backend": self.name,
-                "url": f"http://127.0.0.1:{port}",
-                "port": port,
+                "url": None,
+                "port": None,
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "model_dir": str(settings.model_dir),
                 "data_dir": str(settings.data_dir) if settings.data_dir else None,
@@ -69,7 +67,7 @@ class LocalBackend:
                 self._start_worker(run, state, index)
 
         with progress.step(titles[3]):
-            self._record(run, state, _procs.spawn("web", self._web_command(state), self._env(state), run.logs / "web.log"))
+            self._start_web(run, state, settings.port)
 
         with progress.step(titles[4]):
             self._wait_for_workers(run, state, workers, settings.start_timeout)
@@ -103,6 +101,31 @@ class LocalBackend:
             env["LABKIT_DATA_DIR"] = state["data_dir"]
         return env
 
+    def _start_web(self, run: RunDir, state: dict, preferred_port: int) -> None:
+        """gunicorn on ``preferred_port`` or the next free one.
+
+        Another deployment starting at the same moment may take the port
+        between our check and gunicorn's bind: then try the next one.
+        """
+        port = preferred_port
+        for _ in range(5):
+            port = _procs.free_port(port)
+            state.update(port=port, url=f"http://127.0.0.1:{port}")
+            web = _procs.spawn("web", self._web_command(state), self._env(state), run.logs / "web.log")
+            self._record(run, state, web)
+            if _procs.wait_until(lambda: _procs.port_in_use(port) or not web.alive(), timeout=30):
+                if web.alive():
+                    return
+            _procs.stop(web)
+            state["processes"].remove(web.to_dict())
+            run.write(state)
+            if "Address already in use" not in _procs.tail(run.logs / "web.log", 5):
+                raise DeployError(
+                    f"gunicorn did not start; the end of {run.logs / 'web.log'}:\n{_procs.tail(run.logs / 'web.log')}"
+                )
+            port += 1
+        raise DeployError(f"No free port for the web server from {preferred_port} on: set LABKIT_PORT to another one.")
+
     def _web_command(self, state: dict) -> list[str]:
         return [
             sys.executable, "-m", "gunicorn",
@@ -111,7 +134,7 @@ class LocalBackend:
             "--threads", str(WEB_THREADS),
             "--bind", f"127.0.0.1:{state['port']}",
             "--graceful-timeout", "5",
-            # gunicorn 23+ opens a control socket in ~/.gunicorn by default,
+            # gunicorn 27 opens a control socket in ~/.gunicorn by default,
             # one path for every deployment of this user: not wanted here.
             "--no-control-socket",
             "production_server:create_app()",
@@ -222,6 +245,5 @@ class LocalBackend:
         for prefix in order:
             for proc in self._procs(state, prefix):
                 _procs.stop(proc, timeout=20)
-        deadline = time.monotonic() + 5
-        while _procs.port_in_use(state["port"]) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        if state.get("port"):
+            _procs.wait_until(lambda: not _procs.port_in_use(state["port"]), timeout=5, interval=0.1)

@@ -16,9 +16,9 @@ def labkit() -> None:
 
 
 def _register() -> None:
-    from . import down, logs, scale, status, train, up
+    from . import bench, down, logs, scale, status, train, up
 
-    for module in (up, status, scale, logs, down, train):
+    for module in (up, status, scale, logs, down, train, bench):
         labkit.add_command(module.command)
 
 

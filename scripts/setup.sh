@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Set the lab up on a Debian/Ubuntu machine, then open JupyterLab on notebooks/.
+#
+#   bash scripts/setup.sh           set up (idempotent) and start JupyterLab
+#   bash scripts/setup.sh --no-lab  set up only (the test command and CI use this)
+#
+# What it does: installs python3-venv and rabbitmq-server with apt when they
+# are missing, creates .venv in the repository with the project and its test
+# tools, and trains the model once (LABKIT_MODEL_DIR, default
+# ~/.local/share/labkit/model). Run it again at any time: done steps are skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+start_lab=1
+[ "${1:-}" = "--no-lab" ] && start_lab=0
+
+say() { printf '[setup] %s\n' "$*"; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# 1. System packages.
+missing=()
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+if [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ] && ! command -v rabbitmq-server >/dev/null; then
+  missing+=(rabbitmq-server)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing ${missing[*]} with apt-get"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# 2. The virtual environment, reinstalled only when pyproject.toml changed.
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv"
+  python3 -m venv .venv
+fi
+stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  say "installing the project and its dependencies into .venv (TensorFlow is large: a few minutes)"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e ".[test]"
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi
+
+# 3. The trained model.
+model_dir="${LABKIT_MODEL_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/labkit/model}"
+if [ ! -f "$model_dir/metadata.json" ]; then
+  say "training the model into $model_dir (about a minute)"
+  .venv/bin/labkit train
+fi
+
+if [ "$start_lab" -eq 1 ]; then
+  say "starting JupyterLab on notebooks/ (local backend; stop it with Ctrl-C)"
+  export LABKIT_BACKEND="${LABKIT_BACKEND:-local}"
+  exec .venv/bin/jupyter lab notebooks/
+fi
+say "ready"
