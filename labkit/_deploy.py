@@ -151,10 +151,18 @@ class Deployment:
         return "\n\n".join(f"==> {role} <==\n{text}" for role, text in parts.items())
 
     def destroy(self) -> None:
-        """Stop everything this deployment started and remove its run directory."""
+        """Stop everything this deployment started and remove its run directory.
+
+        Safe to call twice; and a stale object (say, an atexit hook of an old
+        kernel) never takes down a newer deployment of the same name.
+        """
         with self._run.locked():
-            if self._run.exists():
-                self.backend.down(self._run, self._run.read())
+            if not self._run.exists():
+                return
+            state = self._run.read()
+            if state.get("id") != self._state.get("id"):
+                return
+            self.backend.down(self._run, state)
             self._run.remove()
 
     def __enter__(self) -> "Deployment":

@@ -63,7 +63,8 @@ class Proc:
         return total / 2**20
 
 
-def spawn(role: str, cmd: list[str], env: dict, log_path: Path, cwd: Path | None = None) -> Proc:
+def spawn(role: str, cmd: list[str], env: dict, log_path: Path, cwd: Path | None = None,
+          pass_fds: tuple[int, ...] = ()) -> Proc:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         # A session of its own: the process and all it starts form one group
@@ -71,7 +72,7 @@ def spawn(role: str, cmd: list[str], env: dict, log_path: Path, cwd: Path | None
         # kernel interrupt does not reach it.
         popen = subprocess.Popen(
             cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True, pass_fds=pass_fds,
         )
     _children[popen.pid] = popen
     return Proc(role, popen.pid, psutil.Process(popen.pid).create_time())
@@ -105,6 +106,29 @@ def stop(proc: Proc, timeout: float = 15.0, sig: int = signal.SIGTERM) -> None:
                 pass
         psutil.wait_procs(alive, timeout=5)
     _reap(process)
+
+
+def stop_all(procs: list[Proc], timeout: float = 20.0) -> None:
+    """Stop several processes at once: SIGTERM to every group, one shared wait, then SIGKILL.
+
+    One after the other, a whole deployment took 4-10 s to stop; a notebook
+    kernel being shut down gives its clean-up less than that.
+    """
+    handles = [(proc, h) for proc in procs if (h := proc.handle()) is not None]
+    members = [m for _, h in handles for m in _members(h)]
+    for proc, _ in handles:
+        _signal_group(proc.pid, signal.SIGTERM)
+    _, alive = psutil.wait_procs(members, timeout=timeout)
+    for proc, _ in handles:
+        _signal_group(proc.pid, signal.SIGKILL)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+    for _, h in handles:
+        _reap(h)
 
 
 def kill(proc: Proc) -> None:
@@ -141,6 +165,26 @@ def wait_until(predicate, timeout: float, interval: float = 0.2) -> bool:
         if time.monotonic() >= deadline:
             return False
         time.sleep(interval)
+
+
+def listening_socket(preferred: int, host: str = "127.0.0.1", tries: int = 100):
+    """A socket bound and listening on ``preferred`` or the next free port.
+
+    Handing the bound socket to the server (gunicorn's ``fd://``) leaves no
+    moment in which another program could take the port.
+    """
+    import socket
+
+    for port in range(preferred, preferred + tries):
+        sock = socket.socket()
+        try:
+            sock.bind((host, port))
+        except OSError:
+            sock.close()
+            continue
+        sock.listen(2048)
+        return sock
+    raise OSError(f"no free port between {preferred} and {preferred + tries - 1}")
 
 
 def free_port(preferred: int | None = None, host: str = "127.0.0.1") -> int:

@@ -94,7 +94,7 @@ def predictions():
                 dataset.labels[chosen].tolist(),
             )
             context["table"] = [
-                {"row": start + i, "values": dataset.features[start + i].tolist(), "truth": int(truth),
+                {"row": start + i, "measurements": dataset.features[start + i].tolist(), "truth": int(truth),
                  "predicted": pred, "probability": prob}
                 for i, (truth, pred, prob) in enumerate(
                     zip(dataset.labels[chosen], answer["predictions"], answer["probabilities"])

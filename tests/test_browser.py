@@ -37,9 +37,9 @@ def browser():
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.fail("Playwright is not installed: run `pip install -e '.[test]'` (never `playwright install`).")
+        pytest.fail("Playwright is not installed: run `pip install -e '.[test]'` (never `playwright install`).", pytrace=False)
     if shutil.which(CHROMIUM) is None:
-        pytest.fail(f"No Chromium at {CHROMIUM}: install Debian's with `apt-get install chromium`.")
+        pytest.fail(f"No Chromium at {CHROMIUM}: install Debian's with `apt-get install chromium`.", pytrace=False)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:

@@ -81,6 +81,35 @@ def test_deploy_twice_reattaches(deployment_factory, settings):
     again = labkit.attach("twice", settings=labkit.Settings(home=settings.home))
     assert again.status().healthy
     assert labkit.deployments(settings) == ["twice"]
+    # An object left from an earlier deployment of the same name (an old
+    # kernel's atexit hook) must not take this one down.
+    stale = labkit.Deployment(first.run_dir, {**first.state, "id": "an-older-one"}, settings)
+    stale.destroy()
+    assert first.status().healthy
+
+
+def test_deployments_started_together_get_their_own_ports(settings):
+    import threading
+
+    labs: dict = {}
+
+    def start(name: str) -> None:
+        labs[name] = labkit.deploy("local", name=name, workers=1, settings=settings)
+
+    threads = [threading.Thread(target=start, args=(name,)) for name in ("alpha", "beta")]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=240)
+        assert sorted(labs) == ["alpha", "beta"]
+        assert labs["alpha"].url != labs["beta"].url
+        for name, lab in labs.items():
+            names = httpx.get(f"{lab.url}/healthz").json()["worker_names"]
+            assert [n.split("@")[0] for n in names] == [f"worker-1.{name}"]
+    finally:
+        for lab in labs.values():
+            lab.destroy()
 
 
 def test_errors_say_what_to_do(settings, tmp_path):

@@ -8,6 +8,7 @@ Nothing listens beyond the loopback.
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,6 +42,7 @@ class LocalBackend:
         with progress.step(titles[0]):
             self._check_prerequisites(settings)
             state = {
+                "id": secrets.token_hex(8),
                 "name": run.name,
                 "backend": self.name,
                 "url": None,
@@ -104,35 +106,28 @@ class LocalBackend:
     def _start_web(self, run: RunDir, state: dict, preferred_port: int) -> None:
         """gunicorn on ``preferred_port`` or the next free one.
 
-        Another deployment starting at the same moment may take the port
-        between our check and gunicorn's bind: then try the next one.
+        labkit binds the socket and gunicorn inherits it (``fd://``): two
+        deployments starting at the same moment cannot both pick a port
+        and then race for it.
         """
-        port = preferred_port
-        for _ in range(5):
-            port = _procs.free_port(port)
+        try:
+            sock = _procs.listening_socket(preferred_port)
+        except OSError as exc:
+            raise DeployError(f"{exc}: set LABKIT_PORT to another first port.") from None
+        with sock:
+            port = sock.getsockname()[1]
             state.update(port=port, url=f"http://127.0.0.1:{port}")
-            web = _procs.spawn("web", self._web_command(state), self._env(state), run.logs / "web.log")
-            self._record(run, state, web)
-            if _procs.wait_until(lambda: _procs.port_in_use(port) or not web.alive(), timeout=30):
-                if web.alive():
-                    return
-            _procs.stop(web)
-            state["processes"].remove(web.to_dict())
-            run.write(state)
-            if "Address already in use" not in _procs.tail(run.logs / "web.log", 5):
-                raise DeployError(
-                    f"gunicorn did not start; the end of {run.logs / 'web.log'}:\n{_procs.tail(run.logs / 'web.log')}"
-                )
-            port += 1
-        raise DeployError(f"No free port for the web server from {preferred_port} on: set LABKIT_PORT to another one.")
+            cmd = self._web_command(f"fd://{sock.fileno()}")
+            web = _procs.spawn("web", cmd, self._env(state), run.logs / "web.log", pass_fds=(sock.fileno(),))
+        self._record(run, state, web)
 
-    def _web_command(self, state: dict) -> list[str]:
+    def _web_command(self, bind: str) -> list[str]:
         return [
             sys.executable, "-m", "gunicorn",
             "--worker-class", "gthread",
             "--workers", str(WEB_PROCESSES),
             "--threads", str(WEB_THREADS),
-            "--bind", f"127.0.0.1:{state['port']}",
+            "--bind", bind,
             "--graceful-timeout", "5",
             # gunicorn 27 opens a control socket in ~/.gunicorn by default,
             # one path for every deployment of this user: not wanted here.
@@ -240,10 +235,8 @@ class LocalBackend:
 
     # -- down -------------------------------------------------------------
     def down(self, run: RunDir, state: dict) -> None:
-        # Front to back: no new requests, then workers finish, then the broker goes.
-        order = ["web", "worker-", "rabbitmq", "epmd"]
-        for prefix in order:
-            for proc in self._procs(state, prefix):
-                _procs.stop(proc, timeout=20)
+        # All at once: a notebook kernel shutting down gives us only seconds.
+        # Workers still finish the task in hand (Celery's warm shutdown).
+        _procs.stop_all(self._procs(state), timeout=20)
         if state.get("port"):
             _procs.wait_until(lambda: not _procs.port_in_use(state["port"]), timeout=5, interval=0.1)
