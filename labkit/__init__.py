@@ -19,9 +19,10 @@ from ._errors import (
     PrerequisiteMissing,
     ScaleError,
     ServerNotReady,
+    TrainingError,
 )
 from ._progress import Step, parse as parse_markers
-from ._train import TrainingError, train
+from ._train import train
 
 __all__ = [
     "BenchmarkError",

@@ -8,6 +8,7 @@
     ├── ServerNotReady         the server does not answer, or has no worker
     ├── ScaleError             workers could not be added or removed
     ├── PredictionError        the server refused the rows sent to it
+    ├── TrainingError          training the model failed
     └── BenchmarkError         a benchmark could not run
 """
 
@@ -43,6 +44,10 @@ class ScaleError(LabkitError):
 
 
 class PredictionError(LabkitError):
+    pass
+
+
+class TrainingError(LabkitError):
     pass
 
 

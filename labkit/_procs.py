@@ -89,23 +89,9 @@ def _reap(process: psutil.Process) -> None:
         pass
 
 
-def stop(proc: Proc, timeout: float = 15.0, sig: int = signal.SIGTERM) -> None:
-    """Signal the process group, wait, then kill whatever is left."""
-    process = proc.handle()
-    if process is None:
-        return
-    group = _members(process)
-    _signal_group(proc.pid, sig)
-    gone, alive = psutil.wait_procs(group, timeout=timeout)
-    if alive:
-        _signal_group(proc.pid, signal.SIGKILL)
-        for p in alive:
-            try:
-                p.kill()
-            except psutil.Error:
-                pass
-        psutil.wait_procs(alive, timeout=5)
-    _reap(process)
+def stop(proc: Proc, timeout: float = 15.0) -> None:
+    """SIGTERM to the process group, wait, then SIGKILL whatever is left."""
+    stop_all([proc], timeout)
 
 
 def stop_all(procs: list[Proc], timeout: float = 20.0) -> None:
@@ -119,8 +105,9 @@ def stop_all(procs: list[Proc], timeout: float = 20.0) -> None:
     for proc, _ in handles:
         _signal_group(proc.pid, signal.SIGTERM)
     _, alive = psutil.wait_procs(members, timeout=timeout)
-    for proc, _ in handles:
-        _signal_group(proc.pid, signal.SIGKILL)
+    if alive:
+        for proc, _ in handles:
+            _signal_group(proc.pid, signal.SIGKILL)
     for p in alive:
         try:
             p.kill()

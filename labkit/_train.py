@@ -9,11 +9,7 @@ import sys
 from pathlib import Path
 
 from ._config import Settings
-from ._errors import LabkitError
-
-
-class TrainingError(LabkitError):
-    pass
+from ._errors import TrainingError
 
 
 def train(

@@ -33,9 +33,13 @@ def too_large(exc: RequestEntityTooLarge):
     return error(413, f"the request body is larger than {limit} bytes: send fewer rows per request")
 
 
-@bp.errorhandler(HTTPException)
+@bp.app_errorhandler(HTTPException)
 def http_error(exc: HTTPException):
-    return error(exc.code or 500, exc.description or exc.name)
+    # API clients get JSON for every error, also for routing errors (404,
+    # 405) that happen before any view runs; people get Flask's pages.
+    if request.path.startswith(("/api/", "/healthz")):
+        return error(exc.code or 500, exc.description or exc.name)
+    return exc.get_response()
 
 
 @bp.post("/api/predict")

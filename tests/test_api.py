@@ -198,3 +198,20 @@ def test_every_app_gets_its_own_secret_key():
     first, second = create_app(test_config=config), create_app(test_config=config)
     assert first.secret_key and second.secret_key
     assert first.secret_key != second.secret_key
+
+
+@pytest.mark.parametrize(
+    "method, path, status",
+    [("GET", "/api/predict", 405), ("GET", "/api/nothing-here", 404), ("POST", "/healthz", 405)],
+)
+def test_routing_errors_on_the_api_are_json(client, method, path, status):
+    response = client.open(path, method=method)
+    assert response.status_code == status
+    assert response.is_json
+    assert response.get_json()["error"]
+
+
+def test_routing_errors_on_pages_stay_html(client):
+    response = client.get("/no-such-page")
+    assert response.status_code == 404
+    assert response.mimetype == "text/html"

@@ -202,3 +202,19 @@ def test_down_after_labkit_itself_crashed(cli_env, settings):
     leftovers = [p.info for p in psutil.process_iter(["pid", "cmdline"])
                  if "labkit-cli@localhost" in " ".join(p.info["cmdline"] or [])]
     assert leftovers == []
+
+
+def test_an_existing_broker_instead_of_a_private_node(tmp_path, data_dir, model_dir):
+    """LABKIT_BROKER_URL: no RabbitMQ node of our own, the workers use the one given."""
+    url = os.environ.get("LABKIT_TEST_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
+    if not _procs.port_in_use(5672) and "LABKIT_TEST_BROKER_URL" not in os.environ:
+        pytest.skip("no RabbitMQ on 127.0.0.1:5672 (.ci/run starts one); set LABKIT_TEST_BROKER_URL to use another")
+    settings = labkit.Settings(home=tmp_path / "home", model_dir=model_dir, data_dir=data_dir,
+                               broker_url=url, progress="off")
+    lab = labkit.deploy("local", name="external", workers=1, settings=settings)
+    try:
+        roles = [p["role"] for p in lab.state["processes"]]
+        assert "rabbitmq" not in roles and "epmd" not in roles
+        assert lab.post_predict([[1, 85, 66, 29, 0, 26.6, 0.351, 31]])["predictions"] in ([0], [1])
+    finally:
+        lab.destroy()
