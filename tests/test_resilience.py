@@ -68,3 +68,27 @@ def test_broker_outage_gives_quick_503_and_recovers(deployment_factory):
     result = _load.run(lab.url, ROW, concurrency=4, requests=200)
     print(f"after the broker came back: {result.requests} requests, {result.errors} failed")
     assert result.errors == 0, result.error_samples
+
+
+def test_no_worker_answering_gives_503_within_the_timeout(deployment_factory, settings):
+    """Workers frozen (SIGSTOP): the request gets a 503 after the predict timeout, not a hang,
+    and the abandoned task expires instead of running later."""
+    import signal
+
+    lab = deployment_factory(workers=1)
+    worker = next(_procs.Proc.from_dict(p) for p in lab.state["processes"] if p["role"] == "worker-1")
+    worker.handle().send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        response = httpx.post(f"{lab.url}/api/predict", json={"instances": ROW}, timeout=30)
+        waited = time.monotonic() - started
+    finally:
+        worker.handle().send_signal(signal.SIGCONT)
+    print(f"\nno worker answering: {response.status_code} after {waited:.1f} s "
+          f"(SERVER_PREDICT_TIMEOUT {settings.predict_timeout:g} s)")
+    assert response.status_code == 503
+    assert "no worker answered" in response.json()["error"]
+    assert waited < settings.predict_timeout + 5
+    # Once thawed, the worker discards the expired task and serves new ones.
+    assert lab.post_predict(ROW)["predictions"]
+    assert _procs.wait_until(lambda: "expired" in lab.logs(50).lower() or "revoked" in lab.logs(50).lower(), 10)
