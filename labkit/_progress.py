@@ -30,9 +30,21 @@ class Step:
         return f"[labkit] step {self.index}/{self.total}: {self.what} ({self.seconds:.1f}s)"
 
 
+FAILED_RE = re.compile(r"\[labkit\] step (\d+)/(\d+): (.+) FAILED \((.+)\)\s*$", re.MULTILINE)
+
+
 def parse(text: str) -> list[Step]:
     """All markers in a log, in order."""
     return [Step(int(k), int(n), what, float(s)) for k, n, what, s in MARKER_RE.findall(text)]
+
+
+def failure(text: str) -> str | None:
+    """The first failed step in a log, as one sentence, or None."""
+    match = FAILED_RE.search(text)
+    if match is None:
+        return None
+    k, n, what, detail = match.groups()
+    return f"step {k}/{n} ({what}) failed: {detail}"
 
 
 def _in_notebook() -> bool:

@@ -1,0 +1,162 @@
+"""The cloud-init user-data that turns a fresh VM into the production server.
+
+The templates live in ``cloud-init/`` at the top of the repository, so the
+notebooks can show them as they are; this module fills them in:
+
+- the release: the production server's code, its pinned requirements and
+  the trained model, as a reproducible tar.gz inside the user-data;
+- the secrets: a broker user and password generated per deployment, or
+  placeholders when the text is only to be read;
+- the chart library's version and checksum (it is too large for the
+  user-data, so the VM fetches it with npm and checks it against ours).
+
+Nova accepts at most 65,535 bytes of user-data after base64; ``check`` says
+whether a rendered document fits and, given cloud-init's JSON schema,
+whether it validates.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import io
+import json
+import secrets as _secrets
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._errors import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+TEMPLATE_DIR = REPO / "cloud-init"
+SERVER_DIR = REPO / "production_server"
+CHART_FILE = SERVER_DIR / "static" / "vendor" / "chart.umd.min.js"
+CHART_VERSION = "4.6.1"
+USERDATA_LIMIT = 65_535  # bytes, after base64 (Nova)
+
+TEMPLATES = {
+    "single-server": "Task 1, the whole production server on one VM, without Docker",
+    "worker": "scale-out, a VM of Celery workers joining an existing server's broker",
+}
+
+
+@dataclass(frozen=True)
+class Secrets:
+    broker_user: str
+    broker_password: str
+
+    @classmethod
+    def generate(cls) -> "Secrets":
+        return cls(f"lab-{_secrets.token_hex(4)}", _secrets.token_urlsafe(24))
+
+    @classmethod
+    def placeholders(cls) -> "Secrets":
+        return cls("BROKER_USER", "BROKER_PASSWORD")
+
+
+@dataclass(frozen=True)
+class Release:
+    b64: str
+    model_version: str
+    size: int  # bytes of the tar.gz
+
+
+def _add(tar: tarfile.TarFile, path: Path, arcname: str) -> None:
+    info = tar.gettarinfo(str(path), arcname)
+    # Fixed owner and time: the same code and model give the same bytes.
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.mtime = 0
+    with open(path, "rb") as f:
+        tar.addfile(info, f)
+
+
+def release(model_dir: Path) -> Release:
+    """The server's code (without the vendored chart library), requirements and model, as tar.gz."""
+    model_dir = Path(model_dir)
+    metadata = model_dir / "metadata.json"
+    if not metadata.is_file():
+        raise ConfigError(f"No trained model in {model_dir}: run `labkit train` first.")
+    files = sorted(
+        p for p in SERVER_DIR.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and "vendor" not in p.parts
+    )
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, compresslevel=9) as gz:
+        with tarfile.open(fileobj=gz, mode="w") as tar:
+            for path in files:
+                _add(tar, path, str(path.relative_to(REPO)))
+            _add(tar, SERVER_DIR / "requirements.txt", "requirements.txt")
+            for name in ("model.keras", "metadata.json"):
+                _add(tar, model_dir / name, f"model/{name}")
+    raw = buffer.getvalue()
+    version = json.loads(metadata.read_text())["version"]
+    return Release(base64.b64encode(raw).decode(), version, len(raw))
+
+
+def templates() -> dict[str, str]:
+    """Template names and what each builds."""
+    return dict(TEMPLATES)
+
+
+def render(
+    name: str,
+    model_dir: Path,
+    *,
+    deployment: str = "lab",
+    workers: int = 1,
+    secrets: Secrets | None = None,
+    broker_host: str = "BROKER_HOST",
+) -> str:
+    """The #cloud-config document for template ``name``; placeholders for secrets unless given."""
+    import jinja2
+
+    if name not in TEMPLATES:
+        raise ConfigError(f"No cloud-init template {name!r}: choose one of {', '.join(TEMPLATES)}.")
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+    )
+    chart_sha = hashlib.sha256(CHART_FILE.read_bytes()).hexdigest()
+    return env.get_template(f"{name}.yaml.j2").render(
+        description=TEMPLATES[name],
+        deployment=deployment,
+        workers=workers,
+        secrets=secrets or Secrets.placeholders(),
+        release=release(model_dir),
+        chart={"version": CHART_VERSION, "sha256": chart_sha},
+        broker_host=broker_host,
+    )
+
+
+def encoded_size(userdata: str) -> int:
+    """Bytes Nova counts: the user-data after base64."""
+    return len(base64.b64encode(userdata.encode()))
+
+
+def check(userdata: str, schema: dict | None = None) -> list[str]:
+    """Problems with a rendered document: size, YAML, and (given the schema) cloud-init's own rules."""
+    import yaml
+
+    problems = []
+    if not userdata.startswith("#cloud-config\n"):
+        problems.append("the first line must be #cloud-config")
+    size = encoded_size(userdata)
+    if size > USERDATA_LIMIT:
+        problems.append(f"{size} bytes after base64, more than Nova's {USERDATA_LIMIT}")
+    try:
+        document = yaml.safe_load(userdata)
+    except yaml.YAMLError as exc:
+        return problems + [f"not valid YAML: {exc}"]
+    if schema is not None:
+        import jsonschema
+
+        validator = jsonschema.Draft4Validator(schema)
+        for error in sorted(validator.iter_errors(document), key=lambda e: list(e.path)):
+            where = "/".join(str(p) for p in error.path) or "(top)"
+            problems.append(f"{where}: {error.message}")
+    return problems

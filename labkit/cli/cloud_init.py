@@ -1,0 +1,45 @@
+import json
+from pathlib import Path
+
+import click
+
+
+@click.group("cloud-init")
+def command() -> None:
+    """Show the cloud-init user-data a VM receives."""
+
+
+@command.command("list")
+def list_templates() -> None:
+    """Name the templates and what each builds."""
+    from labkit import _cloudinit
+
+    for name, description in _cloudinit.templates().items():
+        click.echo(f"{name:15} {description}")
+
+
+@command.command("render")
+@click.argument("template")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead of printing.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 16))
+@click.option("--broker-host", default="BROKER_HOST", show_default=True, help="The server's private address (worker template).")
+@click.option("--schema", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="cloud-init's JSON schema (cloud-config-v1.schema.json) to validate against.")
+def render(template: str, out: Path | None, workers: int, broker_host: str, schema: Path | None) -> None:
+    """Render TEMPLATE with placeholders for the secrets, and check its size (and schema)."""
+    import labkit
+    from labkit import _cloudinit
+
+    settings = labkit.Settings.from_env()
+    text = _cloudinit.render(template, settings.model_dir, workers=workers, broker_host=broker_host)
+    problems = _cloudinit.check(text, json.loads(schema.read_text()) if schema else None)
+    if out:
+        out.write_text(text)
+        click.echo(f"Wrote {out}.", err=True)
+    else:
+        click.echo(text, nl=False)
+    size = _cloudinit.encoded_size(text)
+    click.echo(f"{size} of {_cloudinit.USERDATA_LIMIT} bytes after base64"
+               + ("" if schema else "; pass --schema to validate against cloud-init's schema"), err=True)
+    if problems:
+        raise labkit.ConfigError("The rendered user-data has problems:\n  " + "\n  ".join(problems))

@@ -1,0 +1,199 @@
+"""The cloud-init templates: valid for cloud-init, small enough for Nova, and what they run works.
+
+No VM boots here. What can be checked without one is checked for real: the
+schema (cloud-init's own, from ../shared/schemas), the size with the real
+server and model inside, the step runner script (run with bash), the release
+archive (unpacked, imported, its model loaded) and where the secrets go.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import subprocess
+import sys
+import tarfile
+import tomllib
+from importlib.metadata import version
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+
+import labkit
+from conftest import REPO
+from labkit import _cloudinit
+
+SCHEMA_FILE = REPO.parent / "shared" / "schemas" / "cloud-config-v1.schema.json"
+TEMPLATES = list(_cloudinit.templates())
+
+
+@pytest.fixture(scope="module")
+def schema() -> dict:
+    if not SCHEMA_FILE.is_file():
+        pytest.fail(f"cloud-init's schema is not at {SCHEMA_FILE}: the tests read it from ../shared/schemas.")
+    return json.loads(SCHEMA_FILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def secrets() -> _cloudinit.Secrets:
+    return _cloudinit.Secrets.generate()
+
+
+def rendered(name, model_dir, **kwargs) -> tuple[str, dict]:
+    text = _cloudinit.render(name, model_dir, **kwargs)
+    return text, yaml.safe_load(text)
+
+
+def files_of(document: dict) -> dict[str, dict]:
+    return {f["path"]: f for f in document["write_files"]}
+
+
+@pytest.mark.parametrize("name", TEMPLATES)
+@pytest.mark.parametrize("workers", [1, 3])
+def test_template_validates_and_fits(name, workers, model_dir, schema, secrets):
+    text = _cloudinit.render(name, model_dir, workers=workers, secrets=secrets, broker_host="10.0.0.5")
+    assert _cloudinit.check(text, schema) == []
+    assert _cloudinit.encoded_size(text) <= _cloudinit.USERDATA_LIMIT
+    print(f"\n{name}, {workers} worker(s): {_cloudinit.encoded_size(text)} bytes after base64")
+
+
+def test_the_schema_check_catches_mistakes(model_dir, schema):
+    text = _cloudinit.render("single-server", model_dir)
+    broken = re.sub(r"^final_message: .*$", "final_message: 42\nruncmd_typo: [1]", text, flags=re.M)
+    assert _cloudinit.check(broken, schema) == [
+        "(top): Additional properties are not allowed ('runcmd_typo' was unexpected)",
+        "final_message: 42 is not of type 'string'",
+    ]
+    too_big = text + "# " + "x" * 50_000 + "\n"
+    assert any("more than Nova's 65535" in p for p in _cloudinit.check(too_big))
+
+
+@pytest.mark.parametrize("name", TEMPLATES)
+def test_steps_are_numbered_one_to_n(name, model_dir):
+    _, document = rendered(name, model_dir)
+    steps = [re.match(r"/opt/labkit/step (\d+) (\d+) \"([^\"]+)\"", cmd) for cmd in document["runcmd"]]
+    assert all(steps), document["runcmd"]
+    numbers = [(int(m[1]), int(m[2])) for m in steps]
+    assert numbers == [(k, len(steps)) for k in range(1, len(steps) + 1)]
+    # A failed step stops the rest: each command ends with "|| exit 1".
+    assert all(cmd.endswith("|| exit 1") for cmd in document["runcmd"])
+    assert "[labkit]" in document["final_message"] and "$UPTIME" in document["final_message"]
+
+
+def test_step_runner_prints_markers_that_labkit_parses(model_dir, tmp_path):
+    _, document = rendered("single-server", model_dir)
+    runner = tmp_path / "step"
+    runner.write_text(files_of(document)["/opt/labkit/step"]["content"])
+    ok = subprocess.run(["bash", str(runner), "2", "5", "say hello", "echo", "hello"], capture_output=True, text=True)
+    assert ok.returncode == 0
+    assert ok.stdout.splitlines()[0] == "hello"
+    [step] = labkit.parse_markers(ok.stdout)
+    assert (step.index, step.total, step.what) == (2, 5, "say hello")
+
+    failed = subprocess.run(["bash", str(runner), "3", "5", "break", "sh", "-c", "exit 7"], capture_output=True, text=True)
+    assert failed.returncode == 7
+    assert labkit.parse_markers(failed.stdout) == []
+    from labkit._progress import failure
+
+    # As it would look on the console, prefixed by journald.
+    assert failure(f"[  41.2] cloud-init[901]: {failed.stdout}") == "step 3/5 (break) failed: exit 7 after 0.0s"
+
+
+def test_the_release_is_the_server_and_the_model_and_runs(model_dir, tmp_path):
+    _, document = rendered("single-server", model_dir)
+    archive = base64.b64decode(files_of(document)["/opt/labkit/release.tar.gz"]["content"])
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+        names = tar.getnames()
+        tar.extractall(tmp_path, filter="data")
+    assert {"requirements.txt", "model/model.keras", "model/metadata.json",
+            "production_server/__init__.py", "production_server/worker.py"} <= set(names)
+    assert not any("__pycache__" in n or "vendor" in n for n in names)
+    # The unpacked code imports and loads the unpacked model, as the VM's services will.
+    code = ("from production_server import model; m = model.load('model'); "
+            "print(m.version, model.predict_proba(m.model, [[1, 85, 66, 29, 0, 26.6, 0.351, 31]])[0])")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                          env={"PYTHONPATH": str(tmp_path), "TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    version_seen, probability = done.stdout.split()
+    assert version_seen == json.loads((model_dir / "metadata.json").read_text())["version"]
+    assert 0.0 <= float(probability) <= 1.0
+
+
+def test_the_release_is_reproducible(model_dir):
+    assert _cloudinit.release(model_dir).b64 == _cloudinit.release(model_dir).b64
+
+
+def test_secrets_only_where_they_belong(model_dir, secrets):
+    text, document = rendered("single-server", model_dir, secrets=secrets)
+    holders = {path for path, f in files_of(document).items() if secrets.broker_password in f.get("content", "")}
+    assert holders == {"/etc/labkit/server.env", "/opt/labkit/rabbitmq/configure"}
+    for path in holders:
+        assert files_of(document)[path]["permissions"] in ("0600", "0700")
+    assert secrets.broker_password not in " ".join(document["runcmd"])
+    assert "guest" not in files_of(document)["/etc/labkit/server.env"]["content"]
+    assert "rabbitmqctl delete_user guest" in files_of(document)["/opt/labkit/rabbitmq/configure"]["content"]
+
+    placeholder, _ = rendered("single-server", model_dir)
+    assert secrets.broker_password not in placeholder and "BROKER_PASSWORD" in placeholder
+
+
+def test_single_server_listens_on_5100_and_keeps_the_broker_on_the_loopback(model_dir):
+    _, document = rendered("single-server", model_dir, workers=3)
+    files = files_of(document)
+    assert "--bind 0.0.0.0:5100" in files["/etc/systemd/system/labkit-web.service"]["content"]
+    assert "listeners.tcp.1 = 127.0.0.1:5672" in files["/opt/labkit/rabbitmq/rabbitmq.conf"]["content"]
+    env = files["/opt/labkit/rabbitmq/rabbitmq-env.conf"]["content"]
+    assert "NODE_IP_ADDRESS=127.0.0.1" in env and "ERL_EPMD_ADDRESS=127.0.0.1" in env
+    start = next(cmd for cmd in document["runcmd"] if '"start the services"' in cmd)
+    assert [int(i) for i in re.findall(r"labkit-worker@(\d+)\.service", start)] == [1, 2, 3]
+    for unit in ("/etc/systemd/system/labkit-web.service", "/etc/systemd/system/labkit-worker@.service"):
+        content = files[unit]["content"]
+        assert "User=labkit" in content and "Restart=" in content and "WantedBy=multi-user.target" in content
+    assert "--debug" not in yaml.safe_dump(document) and "FLASK_DEBUG" not in yaml.safe_dump(document)
+
+
+def test_worker_vm_joins_the_given_broker(model_dir, secrets):
+    _, document = rendered("worker", model_dir, secrets=secrets, broker_host="10.1.2.3", workers=2)
+    env = files_of(document)["/etc/labkit/server.env"]["content"]
+    assert f"SERVER_BROKER_URL=amqp://{secrets.broker_user}:{secrets.broker_password}@10.1.2.3:5672//" in env
+    assert "rabbitmq-server" not in " ".join(document["runcmd"])
+
+
+def test_chart_library_fetched_on_the_vm_is_checked_against_ours(model_dir):
+    import hashlib
+
+    _, document = rendered("single-server", model_dir)
+    chart = next(cmd for cmd in document["runcmd"] if '"install the chart library"' in cmd)
+    assert f"chart.js@{_cloudinit.CHART_VERSION}" in chart
+    assert hashlib.sha256(_cloudinit.CHART_FILE.read_bytes()).hexdigest() in chart
+    assert "sha256sum -c" in chart
+    assert f"v{_cloudinit.CHART_VERSION}" in _cloudinit.CHART_FILE.read_text()[:200]
+
+
+def test_requirements_are_pinned_to_what_the_tests_ran_with():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    declared = {Requirement(d).name.lower(): Requirement(d) for d in project["dependencies"]}
+    lines = [l for l in (REPO / "production_server" / "requirements.txt").read_text().splitlines()
+             if l.strip() and not l.startswith("#")]
+    assert lines
+    for line in lines:
+        pinned = Requirement(line)
+        [spec] = pinned.specifier
+        assert spec.operator == "==", line
+        assert pinned.name.lower() in declared, f"{pinned.name} is not a dependency in pyproject.toml"
+        assert declared[pinned.name.lower()].specifier.contains(spec.version), line
+        assert version(pinned.name) == spec.version, f"{line}, but the tests ran with {version(pinned.name)}"
+
+
+def test_cli_lists_and_renders(model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("LABKIT_MODEL_DIR", str(model_dir))
+    from labkit.cli import main
+
+    assert main(["cloud-init", "list"]) == 0
+    out = tmp_path / "user-data.yaml"
+    assert main(["cloud-init", "render", "single-server", "--out", str(out), "--schema", str(SCHEMA_FILE)]) == 0
+    assert out.read_text().startswith("#cloud-config\n")
+    assert main(["cloud-init", "render", "no-such-template"]) == 1
