@@ -11,12 +11,14 @@ from ._config import Settings
 from ._deploy import Deployment, Status, attach, deploy, deployments
 from ._errors import (
     BenchmarkError,
+    CloudError,
     ConfigError,
     DeployError,
     LabkitError,
     NotDeployed,
     PredictionError,
     PrerequisiteMissing,
+    QuotaError,
     ScaleError,
     ServerNotReady,
     TrainingError,
@@ -26,6 +28,7 @@ from ._train import train
 
 __all__ = [
     "BenchmarkError",
+    "CloudError",
     "ConfigError",
     "DeployError",
     "Deployment",
@@ -33,6 +36,7 @@ __all__ = [
     "NotDeployed",
     "PredictionError",
     "PrerequisiteMissing",
+    "QuotaError",
     "ScaleError",
     "ServerNotReady",
     "Settings",

@@ -3,7 +3,9 @@
     LabkitError
     ├── ConfigError            a setting is missing or wrong
     ├── DeployError            a deployment could not be started
-    │   └── PrerequisiteMissing    a program or the trained model is not there
+    │   ├── PrerequisiteMissing    a program or the trained model is not there
+    │   └── CloudError             the OpenStack cloud refused or failed a request
+    │       └── QuotaError             the project's quota (servers, cores, floating IPs...) is used up
     ├── NotDeployed            no deployment by that name is running
     ├── ServerNotReady         the server does not answer, or has no worker
     ├── ScaleError             workers could not be added or removed
@@ -28,6 +30,14 @@ class DeployError(LabkitError):
 
 
 class PrerequisiteMissing(DeployError):
+    pass
+
+
+class CloudError(DeployError):
+    pass
+
+
+class QuotaError(CloudError):
     pass
 
 

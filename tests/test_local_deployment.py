@@ -218,3 +218,26 @@ def test_an_existing_broker_instead_of_a_private_node(tmp_path, data_dir, model_
         assert lab.post_predict([[1, 85, 66, 29, 0, 26.6, 0.351, 31]])["predictions"] in ([0], [1])
     finally:
         lab.destroy()
+
+
+def test_a_prefork_worker_serves_with_the_model_loaded_in_each_child(deployment_factory):
+    """The prefork pool (what a student may pick in Compose) works too: the parent never
+    imports TensorFlow, each child loads the model once. (Children started within Celery's
+    default 4 s limit on this machine, so this does not show the raised limit is needed.)"""
+    lab = deployment_factory(workers=1)
+    env = {**os.environ, "SERVER_BROKER_URL": lab.state["broker"]["url"],
+           "SERVER_MODEL_DIR": lab.state["model_dir"], "TF_CPP_MIN_LOG_LEVEL": "2"}
+    log = lab.run_dir.logs / "prefork.log"
+    proc = _procs.spawn("prefork", [sys.executable, "-m", "celery", "-A", "production_server.worker", "worker",
+                                    "--pool", "prefork", "--concurrency", "2", "--hostname", "prefork@%h",
+                                    "--without-gossip", "--without-mingle", "--loglevel", "INFO"], env, log)
+    try:
+        assert _procs.wait_until(lambda: worker_count(lab.url) == 2, timeout=120), _procs.tail(log, 40)
+        # RabbitMQ hands tasks to its consumers in turn: some reach the prefork children.
+        for _ in range(12):
+            assert lab.post_predict([[1, 85, 66, 29, 0, 26.6, 0.351, 31]])["predictions"] in ([0], [1])
+        assert _procs.wait_until(lambda: "lab.predict" in log.read_text() and "succeeded" in log.read_text(), 10)
+        text = log.read_text()
+        assert "Timed out waiting for UP message" not in text and "exited with 'signal" not in text, text[-2000:]
+    finally:
+        _procs.stop(proc)
