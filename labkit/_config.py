@@ -15,6 +15,7 @@ DATA_DIR = "LABKIT_DATA_DIR"
 BROKER_URL = "LABKIT_BROKER_URL"
 BACKEND = "LABKIT_BACKEND"
 PORT = "LABKIT_PORT"
+HOST = "LABKIT_HOST"
 START_TIMEOUT = "LABKIT_START_TIMEOUT"
 PREDICT_TIMEOUT = "LABKIT_PREDICT_TIMEOUT"
 PROGRESS = "LABKIT_PROGRESS"
@@ -44,6 +45,7 @@ class Settings:
     broker_url: str | None = None
     backend: str = "local"
     port: int = 5100
+    host: str = "127.0.0.1"  # the loopback address the local web server listens on
     start_timeout: float = 180.0
     predict_timeout: float = 5.0
     progress: str = "auto"  # auto | bar | lines | off
@@ -70,6 +72,8 @@ class Settings:
             changes["broker_url"] = env[BROKER_URL]
         if env.get(BACKEND):
             changes["backend"] = env[BACKEND]
+        if env.get(HOST):
+            changes["host"] = env[HOST]
         if env.get(PROGRESS):
             changes["progress"] = env[PROGRESS]
         changes["port"] = int(_number(env, PORT, settings.port))

@@ -56,7 +56,7 @@ class Deployment:
         self._run = run
         self._state = state
         self._settings = settings
-        self.backend = backends.get(state["backend"])
+        self.backend = backends.from_state(state)
         self.steps = list(steps)
 
     def __repr__(self) -> str:
@@ -180,7 +180,7 @@ def _error_message(response: httpx.Response) -> str:
 
 
 def deploy(
-    backend: str | None = None,
+    backend: "str | backends.Backend | None" = None,
     *,
     name: str = DEFAULT_NAME,
     workers: int = 1,
@@ -193,17 +193,18 @@ def deploy(
     calling ``deploy`` twice never starts a second stack.
     """
     settings = settings or Settings.from_env()
-    backend_impl = backends.get(backend or settings.backend)
+    backend_impl = backend if backend is not None and not isinstance(backend, str) else backends.get(
+        backend or settings.backend)
     if not isinstance(workers, int) or workers < 1:
         raise DeployError(f"workers={workers!r}: a deployment needs a whole number of at least 1 worker.")
     run = RunDir(settings.deployments_dir, name)
     with run.locked():
         if run.exists():
             state = run.read()
-            if backends.get(state["backend"]).running(state):
+            if backends.from_state(state).running(state):
                 return Deployment(run, state, settings)
             # Left over from a crash: clean up whatever still runs, then start afresh.
-            backends.get(state["backend"]).down(run, state)
+            backends.from_state(state).down(run, state)
             run.remove()
         steps = backend_impl.plan_steps(workers)
         display = Progress(len(steps), f"deploying {name!r}", settings.progress)

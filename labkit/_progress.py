@@ -78,6 +78,16 @@ class Progress:
         yield
         self.record(Step(index, self.total, what, time.perf_counter() - started))
 
+    def expect(self, total: int) -> None:
+        """Change how many steps there will be (a VM announces its own in its first marker)."""
+        self.total = total
+        if self._bar is not None:
+            self._bar.total = total
+            self._bar.refresh()
+
+    def next_index(self) -> int:
+        return len(self.done) + 1
+
     def record(self, step: Step) -> None:
         self.done.append(step)
         if self._bar is not None:

@@ -69,7 +69,7 @@ class LocalBackend:
                 self._start_worker(run, state, index)
 
         with progress.step(titles[3]):
-            self._start_web(run, state, settings.port)
+            self._start_web(run, state, settings.host, settings.port)
 
         with progress.step(titles[4]):
             self._wait_for_workers(run, state, workers, settings.start_timeout)
@@ -103,7 +103,7 @@ class LocalBackend:
             env["LABKIT_DATA_DIR"] = state["data_dir"]
         return env
 
-    def _start_web(self, run: RunDir, state: dict, preferred_port: int) -> None:
+    def _start_web(self, run: RunDir, state: dict, host: str, preferred_port: int) -> None:
         """gunicorn on ``preferred_port`` or the next free one.
 
         labkit binds the socket and gunicorn inherits it (``fd://``): two
@@ -111,12 +111,12 @@ class LocalBackend:
         and then race for it.
         """
         try:
-            sock = _procs.listening_socket(preferred_port)
+            sock = _procs.listening_socket(preferred_port, host)
         except OSError as exc:
             raise DeployError(f"{exc}: set LABKIT_PORT to another first port.") from None
         with sock:
             port = sock.getsockname()[1]
-            state.update(port=port, url=f"http://127.0.0.1:{port}")
+            state.update(host=host, port=port, url=f"http://{host}:{port}")
             cmd = self._web_command(f"fd://{sock.fileno()}")
             web = _procs.spawn("web", cmd, self._env(state), run.logs / "web.log", pass_fds=(sock.fileno(),))
         self._record(run, state, web)
@@ -239,4 +239,5 @@ class LocalBackend:
         # Workers still finish the task in hand (Celery's warm shutdown).
         _procs.stop_all(self._procs(state), timeout=20)
         if state.get("port"):
-            _procs.wait_until(lambda: not _procs.port_in_use(state["port"]), timeout=5, interval=0.1)
+            host = state.get("host", "127.0.0.1")
+            _procs.wait_until(lambda: not _procs.port_in_use(state["port"], host), timeout=5, interval=0.1)

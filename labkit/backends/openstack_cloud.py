@@ -27,10 +27,12 @@ from __future__ import annotations
 import base64
 import ipaddress
 import logging
+import os
 import re
 import time
+import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Iterator
 
 from .._errors import CloudError, ConfigError, DeployError, LabkitError, QuotaError
@@ -156,6 +158,14 @@ class OpenStackCloud:
         try:
             conn = openstack.connect(cloud=cloud, app_name="labkit")
         except ks_exceptions.auth_plugins.MissingRequiredOptions as exc:
+            named = cloud or os.environ.get("OS_CLOUD")
+            if named:  # openstacksdk ignores OS_CLOUD when it finds no clouds.yaml at all
+                raise ConfigError(
+                    f"The cloud {named!r} (from {'the cloud argument' if cloud else 'OS_CLOUD'}) is not described "
+                    "in any clouds.yaml that openstacksdk found: put it in ~/.config/openstack/clouds.yaml (or "
+                    "point OS_CLIENT_CONFIG_FILE at your file), or unset OS_CLOUD and source your project's "
+                    "openrc file to set the OS_* variables, then retry."
+                ) from exc
             raise ConfigError(NO_CREDENTIALS) from exc
         except ks_exceptions.auth_plugins.NoMatchingPlugin as exc:
             raise ConfigError(
@@ -163,10 +173,11 @@ class OpenStackCloud:
                 "fix auth_type in clouds.yaml or OS_AUTH_TYPE, then retry."
             ) from exc
         except sdk_exceptions.ConfigException as exc:
-            if cloud or re.search(r"Cloud .* was not found", str(exc)):
+            named = cloud or os.environ.get("OS_CLOUD")
+            if named or re.search(r"Cloud .* was not found", str(exc)):
                 raise ConfigError(
-                    f"openstacksdk could not load the cloud {cloud!r}: {exc} "
-                    "Check the name against clouds.yaml (~/.config/openstack/clouds.yaml or "
+                    f"openstacksdk could not load the cloud {named!r} ({exc}): "
+                    "check the name against clouds.yaml (~/.config/openstack/clouds.yaml or "
                     "/etc/openstack/clouds.yaml) and OS_CLOUD, then retry."
                 ) from exc
             raise ConfigError(f"Your OpenStack configuration could not be read ({exc}): {NO_CREDENTIALS}") from exc
@@ -220,17 +231,16 @@ class OpenStackCloud:
     def resolve(self, image: str, flavor: str, network: str) -> Resolved:
         """Names or IDs in, IDs out; a name that does not exist lists the ones that do."""
         with self._calling("looking up the image"):
-            found_image = self._find("image", image, self.conn.image.find_image, self._image_names)
+            found_image = self._find("image", image, self._find_image, self._image_names)
+            status = (found_image.status or "").lower()
+            if status and status != "active":
+                raise CloudError(
+                    f"The image {found_image.name or image!r} is {status}, not active: {_choose(self._image_names())}."
+                )
         with self._calling("looking up the flavor"):
             found_flavor = self._find("flavor", flavor, self.conn.compute.find_flavor, self._flavor_names)
         with self._calling("looking up the network"):
             found_network = self._find("network", network, self.conn.network.find_network, self._network_names)
-        status = (found_image.status or "").lower()
-        if status and status != "active":
-            raise CloudError(
-                f"The image {found_image.name or image!r} is {status}, not active: choose another image "
-                f"({', '.join(self._image_names()[:NAMES_SHOWN])})."
-            )
         return Resolved(
             image_id=found_image.id,
             flavor_id=found_flavor.id,
@@ -249,10 +259,22 @@ class OpenStackCloud:
                 f"(`openstack {kind} list` shows them)."
             ) from exc
         except self._exc.NotFoundException as exc:
-            available = names()
-            raise CloudError(
-                f"There is no {kind} {name_or_id!r} on this cloud: use one of {_listing(available)}."
-            ) from exc
+            raise CloudError(f"There is no {kind} {name_or_id!r} on this cloud: {_choose(names())}.") from exc
+
+    def _find_image(self, name_or_id: str, ignore_missing: bool = False) -> Any:
+        # Not conn.image.find_image: Image.find calls the deprecated
+        # ignore_missing=True itself and then searches hidden images too.
+        if _is_uuid(name_or_id):
+            try:
+                return self.conn.image.get_image(name_or_id)
+            except self._exc.NotFoundException:
+                pass
+        matches = list(self.conn.image.images(name=name_or_id))
+        if len(matches) > 1:
+            raise self._exc.DuplicateResource(f"More than one image is named {name_or_id!r}")
+        if not matches:
+            raise self._exc.NotFoundException(f"No image found for {name_or_id}")
+        return matches[0]
 
     def _image_names(self) -> list[str]:
         return sorted({i.name for i in self.conn.image.images(status="active") if i.name})
@@ -325,7 +347,7 @@ class OpenStackCloud:
             if rule.get("direction") != "ingress":
                 continue
             key = _rule_key(rule.get("protocol"), rule.get("port_range_min"), rule.get("remote_ip_prefix"),
-                            rule.get("port_range_max"), rule.get("remote_group_id"))
+                            rule.get("port_range_max"), rule.get("remote_group_id"), rule.get("ethertype"))
             if key in wanted and key not in present:
                 present.add(key)
                 continue
@@ -393,16 +415,17 @@ class OpenStackCloud:
             attrs["key_name"] = keypair
         if security_group:
             attrs["security_groups"] = [{"name": security_group}]
-        if tags:
-            from openstack import utils
-
-            # Tags at creation need compute microversion 2.52; the metadata
-            # carries the owner anyway, so older clouds just go without.
-            if utils.supports_microversion(self.conn.compute, "2.52"):
-                attrs["tags"] = [str(t) for t in tags]
         with self._calling(f"creating the server {name!r}"):
+            if tags:
+                from openstack import utils
+
+                # Tags at creation need compute microversion 2.52; the metadata
+                # carries the owner anyway, so older clouds just go without.
+                if utils.supports_microversion(self.conn.compute, "2.52"):
+                    attrs["tags"] = [str(t) for t in tags]
             server = self.conn.compute.create_server(**attrs)
-        return _server_info(server, name=name)
+        info = _server_info(server, name=name)
+        return info if server.status else replace(info, status="BUILD")  # Nova's 202 answer has no status
 
     def get_server(self, server_id: str) -> ServerInfo | None:
         """The server now, or None when it does not exist."""
@@ -428,6 +451,11 @@ class OpenStackCloud:
                 return server
             if server.status == "ERROR":
                 reason = server.fault or "Nova gave no reason"
+                if _QUOTA.search(reason):
+                    raise QuotaError(
+                        f"The server {server.name} went to ERROR because a quota is used up ({reason}): run "
+                        "`labkit down` to delete it and anything else you no longer need, then retry."
+                    )
                 raise CloudError(
                     f"The server {server.name} went to ERROR while starting ({reason}): run `labkit down` to "
                     "delete it, then retry, perhaps with another flavor or image."
@@ -559,7 +587,7 @@ class OpenStackCloud:
                     names = sorted(n.name or n.id for n in self.conn.network.networks(is_router_external=True))
                     raise CloudError(
                         f"{pool!r} is not an external network this project can take floating IPs from: "
-                        f"use one of {_listing(names)}."
+                        f"{_choose(names)}."
                     )
                 return network
             networks = list(self.conn.network.networks(is_router_external=True))
@@ -769,10 +797,10 @@ def _cidr(value: str, name: str) -> str:
         ) from None
 
 
-def _rule_key(protocol, port_min, cidr, port_max=None, remote_group=None) -> tuple:
-    """What makes two ingress rules the same, normalised (None CIDR means anywhere)."""
+def _rule_key(protocol, port_min, cidr, port_max=None, remote_group=None, ethertype="IPv4") -> tuple:
+    """What makes two ingress rules the same, normalised (no CIDR and no group means anywhere)."""
     if cidr is None and remote_group is None:
-        cidr = "0.0.0.0/0"
+        cidr = "::/0" if ethertype == "IPv6" else "0.0.0.0/0"
     elif cidr is not None:
         cidr = str(ipaddress.ip_network(cidr, strict=False))
     port_max = port_min if port_max is None else port_max
@@ -786,6 +814,14 @@ def _ethertype(cidr: str) -> str:
 def _key_body(public_key: str | None) -> str:
     """The type and base64 part of an OpenSSH public key (the comment does not count)."""
     return " ".join((public_key or "").split()[:2])
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+        return True
+    except ValueError:
+        return False
 
 
 def _is_address(text: str) -> bool:
@@ -821,21 +857,24 @@ def _is_quota(status, details: str, kind: str) -> bool:
     return status in (403, 409, 413) and bool(_QUOTA.search(details))
 
 
+_NO_PORT = re.compile(r"no ports?\b|port .*not (yet )?(found|bound)", re.I)
+
+
 def _is_attach_race(exc, sdk_exceptions) -> bool:
     """Neutron does not (yet) know the port: worth another try."""
     if not isinstance(exc, sdk_exceptions.HttpException):
         return False
     if exc.status_code in (404, 409):
         return True
-    return exc.status_code == 400 and bool(re.search(r"no ports?\b|port .*not (yet )?(found|bound)", _details(exc), re.I))
+    return exc.status_code == 400 and bool(_NO_PORT.search(_details(exc)))
 
 
-def _listing(names: list[str]) -> str:
+def _choose(names: list[str]) -> str:
+    """'use one of a, b, c' (at most NAMES_SHOWN of them), or what to do when there are none."""
     if not names:
-        return "none: this project sees none at all, so ask your cloud's administrators"
-    shown = ", ".join(names[:NAMES_SHOWN])
+        return "this project sees none at all, so ask your cloud's administrators which to use"
     more = len(names) - NAMES_SHOWN
-    return shown + (f" and {more} more" if more > 0 else "")
+    return "use one of " + ", ".join(names[:NAMES_SHOWN]) + (f" and {more} more" if more > 0 else "")
 
 
 def _one_line(exc) -> str:

@@ -1,0 +1,229 @@
+"""The OpenStack backend: a VM contextualized by cloud-init (Task 1).
+
+labkit's side of a launch is five steps (credentials and names, key pair and
+security group, the server, ACTIVE, a floating IP); then the VM runs its own
+steps, which labkit reads from the console log as they are printed, and last
+it waits for ``http://IP:5100/healthz``. All cloud calls go through one thin
+adapter (``openstack_cloud.OpenStackCloud``; ``fake_cloud.FakeCloud`` in the
+tests), so this module never sees an SDK object.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import time
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable
+
+from .. import _cloudinit, _health
+from .._config import Settings
+from .._errors import ConfigError, DeployError, ScaleError
+from .._progress import MARKER_RE, Progress, Step, failure
+from .._state import RunDir
+
+WEB_PORT = 5100
+CLIENT_STEPS = [
+    "check the credentials, image, flavor and network",
+    "key pair and security group",
+    "launch the server",
+    "wait for the server to be ACTIVE",
+    "attach a floating IP",
+]
+LAST_STEP = "wait for the server to answer on port 5100"
+
+
+def default_owner() -> str:
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+@dataclass(frozen=True)
+class CloudSettings:
+    """Where and how to launch; names, not IDs, as a student sees them in the dashboard."""
+
+    image: str = "Ubuntu 24.04"
+    flavor: str = "m1.medium"
+    network: str | None = None  # the project's network: required, clouds name them differently
+    keypair: str = "labkit"
+    public_key: Path | None = None  # None: ~/.ssh/id_ed25519.pub or id_rsa.pub
+    floating_pool: str | None = None
+    allow_cidr: str = "0.0.0.0/0"  # who may reach ports 22 and 5100
+    security_group: str = "labkit-server"
+    owner: str = field(default_factory=default_owner)
+    launch_timeout: float = 600.0
+    contextualize_timeout: float = 1800.0
+    poll: float = 5.0
+
+    @classmethod
+    def from_env(cls, env: dict | None = None) -> "CloudSettings":
+        env = dict(os.environ if env is None else env)
+        names = {
+            "LABKIT_OS_IMAGE": "image", "LABKIT_OS_FLAVOR": "flavor", "LABKIT_OS_NETWORK": "network",
+            "LABKIT_OS_KEYPAIR": "keypair", "LABKIT_OS_FLOATING_POOL": "floating_pool",
+            "LABKIT_OS_ALLOW_CIDR": "allow_cidr",
+        }
+        changes: dict = {field: env[var] for var, field in names.items() if env.get(var)}
+        if env.get("LABKIT_OS_PUBLIC_KEY"):
+            changes["public_key"] = Path(env["LABKIT_OS_PUBLIC_KEY"]).expanduser()
+        return replace(cls(), **changes)
+
+    def read_public_key(self) -> str:
+        candidates = [self.public_key] if self.public_key else [
+            Path.home() / ".ssh" / "id_ed25519.pub", Path.home() / ".ssh" / "id_rsa.pub"]
+        for path in candidates:
+            if path and path.is_file():
+                return path.read_text().strip()
+        raise ConfigError(
+            "No SSH public key found (" + ", ".join(str(p) for p in candidates) + "): create one with "
+            "`ssh-keygen -t ed25519`, or set LABKIT_OS_PUBLIC_KEY to yours."
+        )
+
+
+class OpenStackBackend:
+    name = "openstack"
+
+    def __init__(self, connect: Callable[[], object] | None = None, cloud_settings: CloudSettings | None = None):
+        self._connect = connect
+        self.cloud_settings = cloud_settings or CloudSettings.from_env()
+        self._cloud = None
+
+    @property
+    def cloud(self):
+        if self._cloud is None:
+            if self._connect is not None:
+                self._cloud = self._connect()
+            else:
+                from .openstack_cloud import OpenStackCloud
+
+                self._cloud = OpenStackCloud.connect()
+        return self._cloud
+
+    # -- up ---------------------------------------------------------------
+    def plan_steps(self, workers: int) -> list[str]:
+        # The VM's own steps join when its first marker says how many there are.
+        return [*CLIENT_STEPS, LAST_STEP]
+
+    def up(self, run: RunDir, settings: Settings, workers: int, progress: Progress) -> dict:
+        cs = self.cloud_settings
+        cloud = self.cloud
+        secrets = _cloudinit.Secrets.generate()
+        userdata = _cloudinit.render("single-server", settings.model_dir, deployment=run.name,
+                                     workers=workers, secrets=secrets)
+        problems = _cloudinit.check(userdata)
+        if problems:
+            raise DeployError("The user-data cannot be sent: " + "; ".join(problems))
+
+        if not cs.network:
+            raise ConfigError(
+                "Which network should the VM join? Set LABKIT_OS_NETWORK to your project's network "
+                "(the dashboard's Network > Networks lists them)."
+            )
+        with progress.step(CLIENT_STEPS[0]):
+            cloud.check_credentials()
+            resolved = cloud.resolve(cs.image, cs.flavor, cs.network)
+        with progress.step(CLIENT_STEPS[1]):
+            cloud.ensure_keypair(cs.keypair, cs.read_public_key())
+            cloud.ensure_security_group(cs.security_group, cs.allow_cidr, cs.allow_cidr)
+        created = datetime.now(timezone.utc)
+        state = {
+            "id": os.urandom(8).hex(), "name": run.name, "backend": self.name, "url": None,
+            "created": created.isoformat(timespec="seconds"), "workers": workers,
+            "server_id": None, "floating_ip": None, "owner": cs.owner,
+            "broker": {"private": True, "url": None, "user": secrets.broker_user},
+            "cloud": cloud.record() if hasattr(cloud, "record") else {"kind": "openstack"},
+        }
+        run.create()
+        run.write(state)
+        with progress.step(CLIENT_STEPS[2]):
+            metadata = {
+                "labkit-owner": cs.owner, "labkit-task": "task-1", "labkit-deployment": run.name,
+                "labkit-created": state["created"],
+                # A reminder for whoever lists the project's servers: nobody should pay for a forgotten VM.
+                "labkit-expires": (created + timedelta(days=1)).isoformat(timespec="seconds"),
+            }
+            server = cloud.create_server(
+                f"labkit-{run.name}", resolved.image_id, resolved.flavor_id, resolved.network_id,
+                cs.keypair, cs.security_group, userdata, metadata, tags=["labkit", "task-1"],
+            )
+            state["server_id"] = server.id
+            run.write(state)  # recorded before waiting: `labkit down` can always find it
+        with progress.step(CLIENT_STEPS[3]):
+            cloud.wait_active(server.id, timeout=cs.launch_timeout, poll=cs.poll)
+        with progress.step(CLIENT_STEPS[4]):
+            ip = cloud.attach_floating_ip(server.id, pool=cs.floating_pool)
+            state.update(floating_ip=ip.address, url=f"http://{ip.address}:{WEB_PORT}")
+            run.write(state)
+        self._watch(server.id, progress, cs)
+        with progress.step(LAST_STEP):
+            try:
+                _health.wait_for_workers(state["url"], workers, timeout=300)
+            except TimeoutError as exc:
+                raise DeployError(
+                    f"The VM finished its steps, but {state['url']}/healthz did not report {workers} "
+                    f"worker(s) within 300 s (last answer: {exc.args[0]}). Check that the security group "
+                    "lets you reach port 5100, then `labkit logs`."
+                ) from None
+        return state
+
+    def _watch(self, server_id: str, progress: Progress, cs: CloudSettings) -> None:
+        """Follow the VM's markers in the console log until its last step, a failure, or the timeout."""
+        offset = progress.next_index() - 1
+        seen = 0
+        deadline = time.monotonic() + cs.contextualize_timeout
+        started = time.monotonic()
+        while True:
+            log = self.cloud.console_log(server_id)
+            problem = failure(log) or ("Failed to run module" in log and "a cloud-init module failed")
+            if problem:
+                raise DeployError(
+                    f"Contextualization failed: {problem}. The end of the console log:\n"
+                    + "\n".join(log.splitlines()[-25:])
+                    + "\nFix it, then `labkit down` and `labkit up` again."
+                )
+            markers = [(int(k), int(n), what, float(s)) for k, n, what, s in MARKER_RE.findall(log)]
+            for k, n, what, seconds in markers[seen:]:
+                progress.expect(offset + n + 1)
+                progress.record(Step(offset + k, offset + n + 1, f"VM: {what}", seconds))
+            seen = len(markers)
+            if markers and markers[-1][0] == markers[-1][1]:
+                return
+            if time.monotonic() > deadline:
+                step = f"the VM's step {seen + 1}" if markers else "the VM's first step"
+                raise DeployError(
+                    f"Timed out after {time.monotonic() - started:.0f} s waiting for {step}; "
+                    "see `labkit logs`, then `labkit down`."
+                )
+            time.sleep(cs.poll)
+
+    # -- the rest of the protocol -------------------------------------------
+    def scale(self, run: RunDir, state: dict, workers: int) -> dict:
+        raise ScaleError(
+            "Scaling the workers of an OpenStack VM needs SSH, which labkit does not do yet: "
+            "deploy again with labkit.deploy('openstack', workers=N)."
+        )
+
+    def processes(self, state: dict) -> list[dict]:
+        server = self.cloud.get_server(state["server_id"]) if state.get("server_id") else None
+        return [{
+            "role": "server", "id": state.get("server_id"), "status": server.status if server else "gone",
+            "address": state.get("floating_ip"),
+        }]
+
+    def logs(self, run: RunDir, state: dict, lines: int) -> dict[str, str]:
+        log = self.cloud.console_log(state["server_id"]) if state.get("server_id") else ""
+        return {"console": "\n".join(log.splitlines()[-lines:])}
+
+    def running(self, state: dict) -> bool:
+        server = self.cloud.get_server(state["server_id"]) if state.get("server_id") else None
+        return server is not None and server.status == "ACTIVE"
+
+    def down(self, run: RunDir, state: dict) -> None:
+        # The key pair and security group are shared by the lab's deployments:
+        # `labkit cleanup` removes them with everything else.
+        if state.get("server_id"):
+            self.cloud.delete_server(state["server_id"], wait=True)
+        if state.get("floating_ip"):
+            self.cloud.release_floating_ip(state["floating_ip"])

@@ -1,0 +1,90 @@
+"""Layer 2: the OpenStack backend's whole path on a fake cloud whose servers are real local
+deployments (at 127.0.0.N:5100, as a VM would answer on its floating IP)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+import labkit
+from labkit import _procs
+from labkit.backends.fake_cloud import FakeCloud
+from labkit.backends.openstack import CLIENT_STEPS, LAST_STEP, CloudSettings, OpenStackBackend
+
+pytestmark = pytest.mark.slow
+
+OWNER = "student@lab-test"
+
+
+@pytest.fixture
+def public_key(tmp_path):
+    path = tmp_path / "id_ed25519.pub"
+    path.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTheFakeCloudOnly student@lab-test\n")
+    return path
+
+
+def backend_for(cloud, public_key) -> OpenStackBackend:
+    return OpenStackBackend(connect=lambda: cloud,
+                            cloud_settings=CloudSettings(public_key=public_key, network="private", poll=0.3,
+                                                         owner=OWNER))
+
+
+def test_launch_watch_predict_reattach_destroy(tmp_path, settings, public_key, capsys):
+    cloud = FakeCloud(tmp_path / "cloud", settings)
+    lab = labkit.deploy(backend_for(cloud, public_key), name="vm", workers=2, settings=settings)
+    try:
+        whats = [s.what for s in lab.steps]
+        assert whats[:5] == CLIENT_STEPS and whats[-1] == LAST_STEP
+        vm_steps = [w for w in whats if w.startswith("VM: ")]
+        assert len(vm_steps) == len(whats) - 6 >= 1
+        # The markers printed while deploying are numbered 1..N of one sequence.
+        printed = labkit.parse_markers(capsys.readouterr().out)
+        assert [s.index for s in printed] == list(range(1, len(whats) + 1))
+        assert {s.total for s in printed[5:]} == {len(whats)}
+
+        assert lab.url.startswith("http://127.0.0.") and lab.url.endswith(":5100")
+        assert httpx.get(f"{lab.url}/healthz").json()["workers"] == 2
+        assert lab.predict([[6, 148, 72, 35, 0, 33.6, 0.627, 50]])["prediction"].tolist() in ([0], [1])
+
+        # Another process (a restarted kernel) finds the VM through the recorded state.
+        again = labkit.attach("vm", settings=settings)
+        status = again.status()
+        assert status.healthy and status.backend == "openstack"
+        assert status.processes[0]["status"] == "ACTIVE"
+        assert "[labkit] step" in again.logs()
+
+        [server] = cloud.list_lab_resources(OWNER).servers
+        assert server.metadata["labkit-owner"] == OWNER and server.metadata["labkit-task"] == "task-1"
+        assert "labkit-expires" in server.metadata
+        [group] = cloud.list_lab_resources(OWNER).security_groups
+        rules = cloud._load()["security_groups"][group["name"]]
+        assert sorted(r["port"] for r in rules) == [22, 5100]
+    finally:
+        lab.destroy()
+    left = cloud.list_lab_resources(None)
+    assert left.servers == [] and left.floating_ips == []
+    assert not _procs.port_in_use(5100, lab.url.split("//")[1].split(":")[0])
+
+
+def test_a_failed_contextualization_stops_with_the_log_and_leaves_nothing(tmp_path, settings, public_key):
+    # The "VM" has no model: its first step fails, as a broken install would on a real VM.
+    broken = FakeCloud(tmp_path / "cloud", labkit.Settings(model_dir=tmp_path / "no-model", data_dir=settings.data_dir))
+    with pytest.raises(labkit.DeployError, match=r"Contextualization failed: step 1/5 .*No trained model"):
+        labkit.deploy(backend_for(broken, public_key), name="broken", workers=1, settings=settings)
+    left = broken.list_lab_resources(None)
+    assert left.servers == [] and left.floating_ips == []
+    assert labkit.deployments(settings) == []
+
+
+def test_no_network_chosen_is_explained_before_anything_is_created(tmp_path, settings, public_key):
+    cloud = FakeCloud(tmp_path / "cloud", settings)
+    backend = OpenStackBackend(connect=lambda: cloud, cloud_settings=CloudSettings(public_key=public_key))
+    with pytest.raises(labkit.ConfigError, match="LABKIT_OS_NETWORK"):
+        labkit.deploy(backend, name="nonet", settings=settings)
+    assert not cloud.list_lab_resources(None)
+
+
+def test_scaling_a_vm_says_what_to_do_instead(tmp_path, settings, public_key):
+    state = {"backend": "openstack", "server_id": None}
+    with pytest.raises(labkit.ScaleError, match="SSH"):
+        backend_for(FakeCloud(tmp_path / "cloud", settings), public_key).scale(None, state, 3)
