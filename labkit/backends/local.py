@@ -91,8 +91,9 @@ class LocalBackend:
 
     # -- the processes ----------------------------------------------------
     def _env(self, state: dict) -> dict:
+        # The server needs none of the student's cloud credentials.
         env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if not k.startswith("OS_")},
             "SERVER_BROKER_URL": state["broker"]["url"],
             "SERVER_MODEL_DIR": state["model_dir"],
             "SERVER_PREDICT_TIMEOUT": str(state["predict_timeout"]),
