@@ -21,6 +21,7 @@ from ._errors import (
     QuotaError,
     ScaleError,
     ServerNotReady,
+    SSHError,
     TrainingError,
 )
 from ._progress import Step, parse as parse_markers
@@ -38,6 +39,7 @@ __all__ = [
     "PrerequisiteMissing",
     "QuotaError",
     "ScaleError",
+    "SSHError",
     "ServerNotReady",
     "Settings",
     "Status",

@@ -10,6 +10,7 @@
     ├── ServerNotReady         the server does not answer, or has no worker
     ├── ScaleError             workers could not be added or removed
     ├── PredictionError        the server refused the rows sent to it
+    ├── SSHError               an SSH connection or a command run over it failed
     ├── TrainingError          training the model failed
     └── BenchmarkError         a benchmark could not run
 """
@@ -55,6 +56,17 @@ class ScaleError(LabkitError):
 
 class PredictionError(LabkitError):
     pass
+
+
+class SSHError(LabkitError):
+    """``exit_code`` is the remote command's exit code when it ran and failed, else None."""
+
+    def __init__(self, message: str, *, exit_code: int | None = None, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        # Why it failed: "refused", "timeout", "unreachable", "protocol", "auth", "host-key",
+        # "command-timeout" or "exit"; wait_until_reachable() retries the first four.
+        self.reason = reason
 
 
 class TrainingError(LabkitError):

@@ -13,4 +13,10 @@ if ! command -v chromium >/dev/null; then
   else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; fi
 fi
 
+if [ ! -x /usr/sbin/sshd ]; then
+  echo "[test] installing Debian's openssh-server for the SSH tests"
+  if [ "$(id -u)" -eq 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server
+  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server; fi
+fi
+
 exec .venv/bin/python -m pytest "$@"

@@ -220,11 +220,16 @@ def test_an_existing_broker_instead_of_a_private_node(tmp_path, data_dir, model_
         lab.destroy()
 
 
-def test_a_prefork_worker_serves_with_the_model_loaded_in_each_child(deployment_factory):
+def test_a_prefork_worker_serves_with_the_model_loaded_in_each_child(settings):
     """The prefork pool (what a student may pick in Compose) works too: the parent never
     imports TensorFlow, each child loads the model once. (Children started within Celery's
-    default 4 s limit on this machine, so this does not show the raised limit is needed.)"""
-    lab = deployment_factory(workers=1)
+    default 4 s limit on this machine, so this does not show the raised limit is needed.)
+
+    A prefork worker answers pings before its children have loaded the model, so the
+    first tasks can wait for them: this deployment gives requests 30 s, not 3."""
+    from dataclasses import replace
+
+    lab = labkit.deploy("local", name="prefork", workers=1, settings=replace(settings, predict_timeout=30.0))
     env = {**os.environ, "SERVER_BROKER_URL": lab.state["broker"]["url"],
            "SERVER_MODEL_DIR": lab.state["model_dir"], "TF_CPP_MIN_LOG_LEVEL": "2"}
     log = lab.run_dir.logs / "prefork.log"
@@ -241,3 +246,4 @@ def test_a_prefork_worker_serves_with_the_model_loaded_in_each_child(deployment_
         assert "Timed out waiting for UP message" not in text and "exited with 'signal" not in text, text[-2000:]
     finally:
         _procs.stop(proc)
+        lab.destroy()

@@ -727,6 +727,63 @@ def test_list_lab_resources_finds_only_this_labs(fake, cloud):
     assert {s.id for s in cloud.list_lab_resources(None).servers} == {SERVER_ID, "bob-1"}
 
 
+def test_delete_security_group_sends_one_delete(fake, cloud):
+    fake.on("DELETE", f"{NETWORK}/security-groups/{SG_ID}", status_code=204)
+    assert cloud.delete_security_group(SG_ID) is True
+    assert fake.sent() == [f"DELETE /v2.0/security-groups/{SG_ID}"]
+
+
+def test_delete_security_group_that_is_gone_already(fake, cloud):
+    fake.on("DELETE", f"{NETWORK}/security-groups/{SG_ID}",
+            **neutron_error(404, "SecurityGroupNotFound", f"Security group {SG_ID} does not exist"))
+    assert cloud.delete_security_group(SG_ID) is False
+    assert fake.sent() == [f"DELETE /v2.0/security-groups/{SG_ID}"]
+
+
+def test_delete_security_group_in_use_names_the_servers_using_it(fake, cloud):
+    fake.on("DELETE", f"{NETWORK}/security-groups/{SG_ID}",
+            **neutron_error(409, "SecurityGroupInUse", f"Security Group {SG_ID} in use."))
+    fake.on("GET", f"{NETWORK}/ports?security_groups={SG_ID}", json={"ports": [neutron_port()]})
+    fake.on("GET", f"{COMPUTE}/servers/detail", json={"servers": [nova_server("ACTIVE")["server"]]})
+    with pytest.raises(labkit.CloudError, match="in use by the server lab-test: delete it first") as caught:
+        cloud.delete_security_group(SG_ID)
+    assert not isinstance(caught.value, labkit.QuotaError)
+    assert fake.sent() == [f"DELETE /v2.0/security-groups/{SG_ID}",
+                           f"GET /v2.0/ports?security_groups={SG_ID}", "GET /v2.1/servers/detail"]
+
+
+def test_delete_security_group_refused_otherwise_is_translated(fake, cloud):
+    fake.on("DELETE", f"{NETWORK}/security-groups/{SG_ID}",
+            **neutron_error(403, "PolicyNotAuthorized", "rule:delete_security_group is disallowed by policy"))
+    with pytest.raises(labkit.CloudError, match="does not allow it .*disallowed by policy"):
+        cloud.delete_security_group(SG_ID)
+    assert fake.sent() == [f"DELETE /v2.0/security-groups/{SG_ID}"]
+
+
+def test_delete_image_sends_one_delete(fake, cloud):
+    fake.on("DELETE", f"{IMAGE}/images/{IMAGE_ID}", status_code=204)
+    assert cloud.delete_image(IMAGE_ID) is True
+    assert fake.sent() == [f"DELETE /v2/images/{IMAGE_ID}"]
+
+
+def test_delete_image_that_is_gone_already(fake, cloud):
+    fake.on("DELETE", f"{IMAGE}/images/{IMAGE_ID}", status_code=404,
+            text=f"404 Not Found\n\nNo image found with ID {IMAGE_ID}")
+    assert cloud.delete_image(IMAGE_ID) is False
+    assert fake.sent() == [f"DELETE /v2/images/{IMAGE_ID}"]
+
+
+@pytest.mark.parametrize("status, text, expected", [
+    (403, "403 Forbidden\n\nImage {id} is protected and cannot be deleted.", "does not allow it"),
+    (500, "500 Internal Server Error", "HTTP 500"),
+], ids=["protected", "server-error"])
+def test_delete_image_refused_is_a_cloud_error(fake, cloud, status, text, expected):
+    fake.on("DELETE", f"{IMAGE}/images/{IMAGE_ID}", status_code=status, text=text.format(id=IMAGE_ID))
+    with pytest.raises(labkit.CloudError, match=expected):
+        cloud.delete_image(IMAGE_ID)
+    assert fake.sent("DELETE") == [f"DELETE /v2/images/{IMAGE_ID}"]
+
+
 # -- credentials -------------------------------------------------------------------------
 def test_check_credentials_names_the_project_and_never_the_password(fake, cloud):
     who = cloud.check_credentials()

@@ -30,7 +30,7 @@ from .._config import Settings
 from .._errors import CloudError, ConfigError
 from .._progress import Progress
 from .._state import RunDir
-from .openstack_cloud import FloatingIP, LabResources, Resolved, SecurityGroup, ServerInfo
+from .openstack_cloud import OWNER_KEY, PREFIX, FloatingIP, LabResources, Resolved, SecurityGroup, ServerInfo
 
 
 class FakeCloud:
@@ -123,7 +123,8 @@ class FakeCloud:
             if a not in taken and not _procs.port_in_use(5100, a)
         )
         db["servers"][server_id]["address"] = address
-        db["floating_ips"][address] = {"id": f"fip-{address}", "server_id": server_id}
+        db["floating_ips"][address] = {"id": f"fip-{address}", "server_id": server_id,
+                                       "owner": db["servers"][server_id]["metadata"].get(OWNER_KEY)}
         self._save(db)
         # The VM boots once it has an address; in the fake, "booting" is a local
         # deployment, started in the background so its markers arrive over time.
@@ -183,14 +184,63 @@ class FakeCloud:
         self._save(db)
         return found
 
+    def delete_security_group(self, group_id: str) -> bool:
+        db = self._load()
+        name = next((n for n in db["security_groups"] if f"sg-{n}" == group_id), None)
+        if name is None:
+            return False
+        users = sorted(s["name"] for s in db["servers"].values() if name in s["security_groups"])
+        if users:
+            raise CloudError(
+                f"The security group {group_id} is still in use by "
+                f"{'the server ' if len(users) == 1 else 'the servers '}{', '.join(users)}: delete "
+                f"{'it' if len(users) == 1 else 'them'} first (`labkit cleanup` deletes servers before "
+                "security groups), then retry."
+            )
+        del db["security_groups"][name]
+        self._save(db)
+        return True
+
+    def add_image(self, name: str, tags: list[str] | tuple[str, ...] = ()) -> str:
+        """Upload an image (a snapshot, say): the fake's only way to get one. Returns its ID."""
+        db = self._load()
+        image_id = f"image-{secrets.token_hex(4)}"
+        db.setdefault("images", {})[image_id] = {
+            "name": name, "status": "active", "tags": list(tags),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        self._save(db)
+        return image_id
+
+    def delete_image(self, image_id: str) -> bool:
+        db = self._load()
+        found = db.get("images", {}).pop(image_id, None) is not None
+        self._save(db)
+        return found
+
     def list_lab_resources(self, owner: str | None) -> LabResources:
+        """As ``OpenStackCloud.list_lab_resources``: owned servers and IPs, ``labkit-`` groups and images."""
         db = self._load()
         servers = [self.get_server(i) for i in db["servers"]]
-        servers = [s for s in servers if owner is None or s.owner == owner]
-        ips = [FloatingIP(id=v["id"], address=a) for a, v in db["floating_ips"].items()]
-        groups = [{"id": f"sg-{n}", "name": n} for n in db["security_groups"]]
-        return LabResources(servers=servers, floating_ips=ips, security_groups=groups)
-
+        servers = [s for s in servers if OWNER_KEY in s.metadata and (owner is None or s.owner == owner)]
+        addresses = {ip for s in servers for ip in s.floating_ips}
+        ips = [
+            FloatingIP(id=v["id"], address=a, status="ACTIVE" if v.get("server_id") in db["servers"] else "DOWN",
+                       description=f"{OWNER_KEY}={v.get('owner')} {PREFIX}server={v.get('server_id')}")
+            for a, v in db["floating_ips"].items()
+            if a in addresses or owner is None or v.get("owner") == owner
+        ]
+        groups = [
+            {"id": f"sg-{n}", "name": n,
+             "in_use_by": sorted(s["name"] for s in db["servers"].values() if n in s["security_groups"])}
+            for n in db["security_groups"] if n.startswith(PREFIX)
+        ]
+        images = [
+            {"id": i, "name": v["name"], "status": v["status"], "tags": v["tags"], "created": v["created"]}
+            for i, v in db.get("images", {}).items()
+            if v["name"].startswith(PREFIX) or any(t.startswith(PREFIX) for t in v["tags"])
+        ]
+        return LabResources(servers=servers, floating_ips=ips, security_groups=groups, images=images)
 
 def _workers_in(userdata: str) -> int:
     """How many worker services the user-data starts (labkit-worker@N.service)."""

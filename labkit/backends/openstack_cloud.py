@@ -632,6 +632,55 @@ class OpenStackCloud:
                 return False
         return True
 
+    # -- security groups and images ------------------------------------------
+    def delete_security_group(self, group_id: str) -> bool:
+        """Delete the security group; False if it was not there.
+
+        Neutron refuses while a port still uses the group (409
+        SecurityGroupInUse); the error then names the servers using it.
+        """
+        with self._calling(f"deleting the security group {group_id}"):
+            try:
+                self.conn.network.delete_security_group(group_id, ignore_missing=False)
+            except self._exc.NotFoundException:
+                return False
+            except self._exc.ConflictException as exc:
+                if _error_type(exc) != "SecurityGroupInUse" and "in use" not in _details(exc).lower():
+                    raise
+                users = self._security_group_users(group_id)
+                raise CloudError(
+                    f"The security group {group_id} is still in use by {users}: delete "
+                    f"{'them' if ',' in users else 'it'} first (`labkit cleanup` deletes servers before "
+                    "security groups), then retry."
+                ) from exc
+        return True
+
+    def _security_group_users(self, group_id: str) -> str:
+        """'the servers a, b' (or the ports) using the group, as well as Neutron tells."""
+        try:
+            ports = list(self.conn.network.ports(security_group_ids=[group_id]))
+            device_ids = sorted({p.device_id for p in ports if p.device_id})
+            names = {s.id: s.name for s in self.conn.compute.servers()} if device_ids else {}
+        except (self._exc.SDKException, self._ks.ClientException) as exc:  # the 409 is the real problem
+            log.debug("could not list the users of security group %s: %s", group_id, _one_line(exc))
+            return "a server or port"
+        servers = [names.get(d, d) for d in device_ids]
+        if servers:
+            return ("the server " if len(servers) == 1 else "the servers ") + ", ".join(servers)
+        orphans = sorted(p.id for p in ports)
+        if orphans:
+            return ("the port " if len(orphans) == 1 else "the ports ") + ", ".join(orphans)
+        return "a server or port"
+
+    def delete_image(self, image_id: str) -> bool:
+        """Delete the image; False if it was not there."""
+        with self._calling(f"deleting the image {image_id}"):
+            try:
+                self.conn.image.delete_image(image_id, ignore_missing=False)
+            except self._exc.NotFoundException:
+                return False
+        return True
+
     # -- the lab's resources -------------------------------------------------
     def list_lab_resources(self, owner: str | None) -> LabResources:
         """Servers (metadata ``labkit-owner``), their floating IPs, and ``labkit-`` groups and images.

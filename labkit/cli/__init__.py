@@ -16,9 +16,9 @@ def labkit() -> None:
 
 
 def _register() -> None:
-    from . import bench, cloud_init, down, logs, scale, status, train, up
+    from . import bench, cleanup, cloud_init, down, logs, scale, status, train, up
 
-    for module in (up, status, scale, logs, down, train, bench, cloud_init):
+    for module in (up, status, scale, logs, down, cleanup, train, bench, cloud_init):
         labkit.add_command(module.command)
 
 

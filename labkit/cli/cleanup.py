@@ -1,0 +1,34 @@
+import click
+
+
+@click.command("cleanup")
+@click.option("--yes", "-y", is_flag=True, help="Delete without asking (for scripts).")
+@click.option("--all-owners", is_flag=True, help="List and delete every owner's lab resources, not only yours.")
+def command(yes: bool, all_owners: bool) -> None:
+    """Find everything the lab left on the OpenStack cloud, and delete it.
+
+    Lists the servers, floating IPs, security groups and images tagged as
+    your lab's, asks, then deletes them. Credentials: clouds.yaml with
+    OS_CLOUD, or the OS_* variables of your openrc file.
+    """
+    import pandas as pd
+
+    from .. import _cleanup
+    from ..backends.openstack import CloudSettings
+    from ..backends.openstack_cloud import OpenStackCloud
+
+    cloud = OpenStackCloud.connect()
+    owner = None if all_owners else CloudSettings.from_env().owner
+    plan = _cleanup.find(cloud, owner)
+    if not plan:
+        click.echo("Nothing of the lab's is left on the cloud.")
+        _cleanup.forget_gone(cloud, say=click.echo)
+        return
+    with pd.option_context("display.width", 200, "display.max_colwidth", 60):
+        click.echo(_cleanup.plan_table(plan).to_string(index=False))
+    count = len(plan.servers) + len(plan.floating_ips) + len(plan.security_groups) + len(plan.images)
+    if not yes and not click.confirm(f"Delete these {count} resource(s)?", default=False):
+        click.echo("Nothing was deleted.")
+        return
+    outcome = _cleanup.delete(cloud, plan, say=click.echo)
+    click.echo(f"Deleted {len(outcome.deleted)} resource(s); nothing of the lab's is left on the cloud.")
