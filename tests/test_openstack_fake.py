@@ -52,6 +52,12 @@ def test_launch_watch_predict_reattach_destroy(tmp_path, settings, public_key, c
         assert status.healthy and status.backend == "openstack"
         assert status.processes[0]["status"] == "ACTIVE"
         assert "[labkit] step" in again.logs()
+        # Scaling goes through the VM's service manager (systemd over SSH on a real VM).
+        for workers in (3, 1):
+            again.scale(workers)
+            assert httpx.get(f"{lab.url}/healthz").json()["workers"] == workers
+            assert again.state["workers"] == workers
+        assert "==> worker-1 <==" in again.logs()
 
         [server] = cloud.list_lab_resources(OWNER).servers
         assert server.metadata["labkit-owner"] == OWNER and server.metadata["labkit-task"] == "task-1"
@@ -84,7 +90,7 @@ def test_no_network_chosen_is_explained_before_anything_is_created(tmp_path, set
     assert not cloud.list_lab_resources(None)
 
 
-def test_scaling_a_vm_says_what_to_do_instead(tmp_path, settings, public_key):
-    state = {"backend": "openstack", "server_id": None}
-    with pytest.raises(labkit.ScaleError, match="SSH"):
+def test_scaling_before_the_server_has_an_address_says_so(tmp_path, settings, public_key):
+    state = {"backend": "openstack", "server_id": "x", "floating_ip": None}
+    with pytest.raises(labkit.ScaleError, match="no address yet"):
         backend_for(FakeCloud(tmp_path / "cloud", settings), public_key).scale(None, state, 3)

@@ -157,6 +157,10 @@ class FakeCloud:
                 return
             stream.write(f"[labkit] vm-{server_id}: contextualization finished (fake cloud)\n")
 
+    def services(self, server_id: str) -> "FakeServices":
+        """What SSH and systemd are on a real VM: here, the local deployment behind the server."""
+        return FakeServices(RunDir(self.settings.deployments_dir, f"vm-{server_id}"))
+
     def console_log(self, server_id: str, length: int | None = None) -> str:
         path = self._console(server_id)
         text = path.read_text() if path.is_file() else ""
@@ -241,6 +245,22 @@ class FakeCloud:
             if v["name"].startswith(PREFIX) or any(t.startswith(PREFIX) for t in v["tags"])
         ]
         return LabResources(servers=servers, floating_ips=ips, security_groups=groups, images=images)
+
+class FakeServices:
+    def __init__(self, run: RunDir):
+        self.run = run
+
+    def scale_workers(self, current: int, target: int) -> None:
+        from .local import LocalBackend
+
+        with self.run.locked():
+            LocalBackend().scale(self.run, self.run.read(), target)
+
+    def logs(self, lines: int) -> dict[str, str]:
+        from .local import LocalBackend
+
+        return LocalBackend().logs(self.run, self.run.read(), lines)
+
 
 def _workers_in(userdata: str) -> int:
     """How many worker services the user-data starts (labkit-worker@N.service)."""

@@ -21,7 +21,7 @@ from typing import Callable
 
 from .. import _cloudinit, _health
 from .._config import Settings
-from .._errors import ConfigError, DeployError, ScaleError
+from .._errors import ConfigError, DeployError, LabkitError, ScaleError
 from .._progress import MARKER_RE, Progress, Step, failure
 from .._state import RunDir
 
@@ -49,6 +49,7 @@ class CloudSettings:
     network: str | None = None  # the project's network: required, clouds name them differently
     keypair: str = "labkit"
     public_key: Path | None = None  # None: ~/.ssh/id_ed25519.pub or id_rsa.pub
+    private_key: Path | None = None  # None: the same key without .pub
     floating_pool: str | None = None
     allow_cidr: str = "0.0.0.0/0"  # who may reach ports 22 and 5100
     security_group: str = "labkit-server"
@@ -68,6 +69,7 @@ class CloudSettings:
         changes: dict = {field: env[var] for var, field in names.items() if env.get(var)}
         if env.get("LABKIT_OS_PUBLIC_KEY"):
             changes["public_key"] = Path(env["LABKIT_OS_PUBLIC_KEY"]).expanduser()
+            changes["private_key"] = changes["public_key"].with_suffix("")
         return replace(cls(), **changes)
 
     def read_public_key(self) -> str:
@@ -198,12 +200,29 @@ class OpenStackBackend:
                 )
             time.sleep(cs.poll)
 
-    # -- the rest of the protocol -------------------------------------------
+    # -- the VM's services ----------------------------------------------------
+    def services(self, state: dict):
+        """The VM's service manager: systemd over SSH, or the fake cloud's own."""
+        if hasattr(self.cloud, "services"):
+            return self.cloud.services(state["server_id"])
+        from .._ssh import SSH
+
+        return SystemdOverSSH(SSH(state["floating_ip"], key_file=self.cloud_settings.private_key))
+
     def scale(self, run: RunDir, state: dict, workers: int) -> dict:
-        raise ScaleError(
-            "Scaling the workers of an OpenStack VM needs SSH, which labkit does not do yet: "
-            "deploy again with labkit.deploy('openstack', workers=N)."
-        )
+        if not state.get("floating_ip"):
+            raise ScaleError("The server has no address yet: wait for `labkit up` to finish, then scale.")
+        self.services(state).scale_workers(state["workers"], workers)
+        state["workers"] = workers
+        run.write(state)
+        try:
+            _health.wait_for_workers(state["url"], workers, timeout=300)
+        except TimeoutError as exc:
+            raise ScaleError(
+                f"{workers} worker(s) did not answer within 300 s (last answer: {exc.args[0]}); "
+                "see `labkit logs`."
+            ) from None
+        return state
 
     def processes(self, state: dict) -> list[dict]:
         server = self.cloud.get_server(state["server_id"]) if state.get("server_id") else None
@@ -214,7 +233,13 @@ class OpenStackBackend:
 
     def logs(self, run: RunDir, state: dict, lines: int) -> dict[str, str]:
         log = self.cloud.console_log(state["server_id"]) if state.get("server_id") else ""
-        return {"console": "\n".join(log.splitlines()[-lines:])}
+        parts = {"console": "\n".join(log.splitlines()[-lines:])}
+        if state.get("floating_ip"):
+            try:
+                parts.update(self.services(state).logs(lines))
+            except LabkitError as exc:  # the VM may not take SSH yet: the console still helps
+                parts["services"] = f"(not reachable: {exc})"
+        return parts
 
     def running(self, state: dict) -> bool:
         server = self.cloud.get_server(state["server_id"]) if state.get("server_id") else None
@@ -227,3 +252,29 @@ class OpenStackBackend:
             self.cloud.delete_server(state["server_id"], wait=True)
         if state.get("floating_ip"):
             self.cloud.release_floating_ip(state["floating_ip"])
+
+
+class SystemdOverSSH:
+    """The single-server VM's systemd units, driven over SSH as the image's default user.
+
+    Verified only on paper: no VM boots where this was written. The unit
+    names are the ones the cloud-init template installs.
+    """
+
+    def __init__(self, ssh):
+        self.ssh = ssh
+
+    def scale_workers(self, current: int, target: int) -> None:
+        if target > current:
+            units = " ".join(f"labkit-worker@{i}.service" for i in range(current + 1, target + 1))
+            self.ssh.run(f"sudo systemctl enable --now {units}", timeout=60, check=True)
+        elif target < current:
+            units = " ".join(f"labkit-worker@{i}.service" for i in range(target + 1, current + 1))
+            # stop is Celery's warm shutdown: tasks in hand finish first.
+            self.ssh.run(f"sudo systemctl disable --now {units}", timeout=120, check=True)
+
+    def logs(self, lines: int) -> dict[str, str]:
+        cloud_init = self.ssh.run(f"sudo tail -n {lines} /var/log/cloud-init-output.log", timeout=30)
+        services = self.ssh.run(
+            f"sudo journalctl --no-pager -n {lines} -u labkit-web.service -u 'labkit-worker@*'", timeout=30)
+        return {"cloud-init": cloud_init.stdout, "services": services.stdout}
