@@ -1,0 +1,41 @@
+"""Layer 3: a smoke test against a real OpenStack cloud, run only when OS_CLOUD names one.
+
+    OS_CLOUD=mycloud LABKIT_OS_NETWORK=... LABKIT_OS_IMAGE=... LABKIT_OS_FLAVOR=... \\
+        .venv/bin/python -m pytest -m openstack tests/test_openstack_real.py
+
+It launches one VM (10-15 minutes of contextualization), predicts, and
+removes everything it made, also when it fails.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import labkit
+
+# Read at import: the autouse clean_environ fixture clears OS_* and LABKIT_* before each test.
+REAL = {k: v for k, v in os.environ.items() if k.startswith(("OS_", "LABKIT_OS_"))}
+
+pytestmark = [
+    pytest.mark.openstack,
+    pytest.mark.skipif("OS_CLOUD" not in REAL, reason="no real cloud: set OS_CLOUD to run the smoke test"),
+]
+
+
+def test_a_real_vm_serves_predictions_and_leaves_nothing(settings, monkeypatch):
+    from labkit import _cleanup
+    from labkit.backends.openstack import CloudSettings, OpenStackBackend
+
+    for key, value in REAL.items():
+        monkeypatch.setenv(key, value)
+    backend = OpenStackBackend(cloud_settings=CloudSettings.from_env())
+    lab = labkit.deploy(backend, name="smoke", workers=1, settings=settings)
+    try:
+        assert lab.status().healthy
+        assert lab.predict([[6, 148, 72, 35, 0, 33.6, 0.627, 50]])["prediction"].tolist() in ([0], [1])
+        print("\n" + "\n".join(f"{s.what}: {s.seconds:.0f} s" for s in lab.steps))
+    finally:
+        lab.destroy()
+    assert not _cleanup.find(backend.cloud, backend.cloud_settings.owner).servers
