@@ -94,3 +94,17 @@ def test_scaling_before_the_server_has_an_address_says_so(tmp_path, settings, pu
     state = {"backend": "openstack", "server_id": "x", "floating_ip": None}
     with pytest.raises(labkit.ScaleError, match="no address yet"):
         backend_for(FakeCloud(tmp_path / "cloud", settings), public_key).scale(None, state, 3)
+
+
+def test_cli_up_on_openstack_without_credentials_says_where_they_go(tmp_path, settings):
+    import os
+    import subprocess
+    import sys
+
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "config"),
+           "LABKIT_HOME": str(tmp_path / "home"), "LABKIT_MODEL_DIR": str(settings.model_dir)}
+    done = subprocess.run([sys.executable, "-m", "labkit.cli", "up", "--backend", "openstack", "--network", "private"],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.startswith("labkit: ") and "Traceback" not in done.stderr
+    assert "clouds.yaml" in done.stderr and "OS_CLOUD" in done.stderr
