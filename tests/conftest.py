@@ -83,3 +83,20 @@ def shared_lab(tmp_path_factory, data_dir, model_dir):
         yield lab
     finally:
         lab.destroy()
+
+
+_MEASURED: list[str] = []
+
+
+@pytest.fixture
+def report():
+    """Record a line for CI's log (request counts, times); shown at the end of the run,
+    also when pytest captures the tests' output."""
+    return _MEASURED.append
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _MEASURED:
+        terminalreporter.section("measured by the tests")
+        for line in _MEASURED:
+            terminalreporter.write_line(line)

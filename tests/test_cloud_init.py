@@ -53,11 +53,11 @@ def files_of(document: dict) -> dict[str, dict]:
 
 @pytest.mark.parametrize("name", TEMPLATES)
 @pytest.mark.parametrize("workers", [1, 3])
-def test_template_validates_and_fits(name, workers, model_dir, schema, secrets):
+def test_template_validates_and_fits(name, workers, model_dir, schema, secrets, report):
     text = _cloudinit.render(name, model_dir, workers=workers, secrets=secrets, broker_host="10.0.0.5")
     assert _cloudinit.check(text, schema) == []
     assert _cloudinit.encoded_size(text) <= _cloudinit.USERDATA_LIMIT
-    print(f"\n{name}, {workers} worker(s): {_cloudinit.encoded_size(text)} bytes after base64")
+    report(f"cloud-init {name}, {workers} worker(s): {_cloudinit.encoded_size(text)} of 65535 bytes after base64")
 
 
 def test_the_schema_check_catches_mistakes(model_dir, schema):

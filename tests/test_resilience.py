@@ -24,7 +24,7 @@ def in_background(func, **kwargs):
     return thread, box
 
 
-def test_killing_a_worker_mid_load_loses_no_request(deployment_factory):
+def test_killing_a_worker_mid_load_loses_no_request(deployment_factory, report):
     lab = deployment_factory(workers=2)
     thread, box = in_background(_load.run, url=lab.url, rows=ROW, concurrency=4, duration=8.0)
     time.sleep(2.5)
@@ -32,13 +32,13 @@ def test_killing_a_worker_mid_load_loses_no_request(deployment_factory):
     _procs.kill(victim)  # SIGKILL: no warm shutdown, no goodbye to the broker
     thread.join(timeout=60)
     result = box["result"]
-    print(f"\nkill -9 of one of 2 workers under load: {result.requests} requests, {result.errors} failed")
+    report(f"kill -9 of one of 2 workers under load: {result.requests} requests, {result.errors} failed")
     assert result.requests > 100
     assert result.errors == 0, result.error_samples
     assert httpx.get(f"{lab.url}/healthz").json()["workers"] == 1
 
 
-def test_broker_outage_gives_quick_503_and_recovers(deployment_factory):
+def test_broker_outage_gives_quick_503_and_recovers(deployment_factory, report):
     lab = deployment_factory(workers=1)
     assert lab.post_predict(ROW)["predictions"]
 
@@ -55,7 +55,7 @@ def test_broker_outage_gives_quick_503_and_recovers(deployment_factory):
         assert "broker" in response.json()["error"] or "worker" in response.json()["error"]
     health = httpx.get(f"{lab.url}/healthz", timeout=30)
     assert health.status_code == 503
-    print(f"\nwhile the broker is down: 503 after {max(timings):.2f} s at most")
+    report(f"broker down: 503 after {max(timings):.2f} s at most")
     # Quick: well before the client's own patience, and no hang.
     assert max(timings) < 10
 
@@ -66,11 +66,11 @@ def test_broker_outage_gives_quick_503_and_recovers(deployment_factory):
     )
     assert recovered, httpx.get(f"{lab.url}/healthz").json()
     result = _load.run(lab.url, ROW, concurrency=4, requests=200)
-    print(f"after the broker came back: {result.requests} requests, {result.errors} failed")
+    report(f"broker back: {result.requests} requests, {result.errors} failed")
     assert result.errors == 0, result.error_samples
 
 
-def test_no_worker_answering_gives_503_within_the_timeout(deployment_factory, settings):
+def test_no_worker_answering_gives_503_within_the_timeout(deployment_factory, settings, report):
     """Workers frozen (SIGSTOP): the request gets a 503 after the predict timeout, not a hang,
     and the abandoned task expires instead of running later."""
     import signal
@@ -84,8 +84,8 @@ def test_no_worker_answering_gives_503_within_the_timeout(deployment_factory, se
         waited = time.monotonic() - started
     finally:
         worker.handle().send_signal(signal.SIGCONT)
-    print(f"\nno worker answering: {response.status_code} after {waited:.1f} s "
-          f"(SERVER_PREDICT_TIMEOUT {settings.predict_timeout:g} s)")
+    report(f"no worker answering: {response.status_code} after {waited:.1f} s "
+           f"(SERVER_PREDICT_TIMEOUT {settings.predict_timeout:g} s)")
     assert response.status_code == 503
     assert "no worker answered" in response.json()["error"]
     assert waited < settings.predict_timeout + 5
