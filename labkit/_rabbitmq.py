@@ -30,24 +30,28 @@ INSTALL_HINT = (
 )
 
 
-def _find(program: str, debian_dir: str) -> str | None:
-    override = os.environ.get(f"LABKIT_{program.upper().replace('-', '_')}")
-    for candidate in (override, f"{debian_dir}/{program}"):
-        if candidate and os.access(candidate, os.X_OK):
+# Debian keeps the runnable scripts and epmd outside PATH (see the module docstring).
+SYSTEM_DIRS = ("/usr/lib/rabbitmq/bin", "/usr/lib/erlang/bin")
+ERTS_GLOB = "/usr/lib/erlang/erts-*/bin"
+
+
+def _find(program: str) -> str | None:
+    for folder in SYSTEM_DIRS:
+        candidate = os.path.join(folder, program)
+        if os.access(candidate, os.X_OK):
             return candidate
-    found = shutil.which(program)
+    found = shutil.which(program)  # conda-forge's rabbitmq-server, or another install
     if found:
         return found
-    # epmd sits inside the Erlang runtime's own folder on Debian.
-    matches = sorted(glob.glob(f"/usr/lib/erlang/erts-*/bin/{program}"))
+    matches = sorted(glob.glob(os.path.join(ERTS_GLOB, program)))
     return matches[-1] if matches else None
 
 
 def find_programs() -> tuple[str, str]:
-    server = _find("rabbitmq-server", "/usr/lib/rabbitmq/bin")
+    server = _find("rabbitmq-server")
     if server is None:
         raise PrerequisiteMissing(f"rabbitmq-server was not found: {INSTALL_HINT}.")
-    epmd = _find("epmd", "/usr/lib/erlang/bin")
+    epmd = _find("epmd")
     if epmd is None:
         raise PrerequisiteMissing(f"epmd (Erlang's port mapper) was not found: {INSTALL_HINT}.")
     return server, epmd

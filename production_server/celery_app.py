@@ -45,7 +45,6 @@ def celery_config(app: Flask) -> dict:
         },
         "worker_send_task_events": False,
         "worker_hijack_root_logger": False,
-        "result_expires": int(timeout * 10) + 60,
     }
 
 

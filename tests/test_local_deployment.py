@@ -123,12 +123,22 @@ def test_errors_say_what_to_do(settings, tmp_path):
         labkit.deploy("local", name="Bad Name!", settings=settings)
 
 
-def test_missing_rabbitmq_server_is_explained(settings, monkeypatch):
-    monkeypatch.setenv("LABKIT_RABBITMQ_SERVER", "/nonexistent/rabbitmq-server")
-    monkeypatch.setenv("PATH", "/nonexistent")
-    monkeypatch.setattr("labkit._rabbitmq._find", lambda program, debian_dir: None)
+def test_missing_rabbitmq_server_is_explained(settings, monkeypatch, tmp_path):
+    # A machine without RabbitMQ: nothing in the system folders, nothing on PATH.
+    monkeypatch.setattr("labkit._rabbitmq.SYSTEM_DIRS", (str(tmp_path),))
+    monkeypatch.setattr("labkit._rabbitmq.ERTS_GLOB", str(tmp_path / "erts-*"))
+    monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(labkit.PrerequisiteMissing, match="apt-get install -y rabbitmq-server"):
         labkit.deploy("local", name="norabbit", settings=settings)
+    assert labkit.deployments(settings) == []
+
+    # Found on PATH (conda-forge's, say), the same search succeeds.
+    fake = tmp_path / "rabbitmq-server"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    from labkit import _rabbitmq
+
+    assert _rabbitmq._find("rabbitmq-server") == str(fake)
 
 
 def _cli(args, env, timeout=240):
