@@ -6,6 +6,9 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from . import _userconfig
+from production_server.engines import ENGINES
+
 from ._errors import ConfigError
 
 # The variables, in one place, so --help texts and docs name the same ones.
@@ -19,6 +22,7 @@ HOST = "LABKIT_HOST"
 START_TIMEOUT = "LABKIT_START_TIMEOUT"
 PREDICT_TIMEOUT = "LABKIT_PREDICT_TIMEOUT"
 PROGRESS = "LABKIT_PROGRESS"
+ENGINE = "LABKIT_ENGINE"
 
 DEFAULT_NAME = "lab"
 
@@ -49,6 +53,7 @@ class Settings:
     start_timeout: float = 180.0
     predict_timeout: float = 5.0
     progress: str = "auto"  # auto | bar | lines | off
+    engine: str = "keras"  # what the workers run the model with: keras | onnx
 
     def __post_init__(self) -> None:
         # Accept plain strings for paths, as a student would type them.
@@ -56,10 +61,16 @@ class Settings:
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):
                 object.__setattr__(self, name, Path(value).expanduser())
+        if self.engine not in ENGINES:
+            raise ConfigError(
+                f"{self.engine!r} is not a model engine: choose one of {', '.join(ENGINES)} "
+                f"(engine=..., `labkit up --engine`, or {ENGINE})."
+            )
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
-        env = dict(os.environ if env is None else env)
+        # The student's saved choices (labkit.ui) under the real environment.
+        env = _userconfig.environ() if env is None else dict(env)
         settings = cls()
         changes: dict = {}
         if env.get(HOME):
@@ -76,6 +87,8 @@ class Settings:
             changes["host"] = env[HOST]
         if env.get(PROGRESS):
             changes["progress"] = env[PROGRESS]
+        if env.get(ENGINE):
+            changes["engine"] = env[ENGINE]
         changes["port"] = int(_number(env, PORT, settings.port))
         changes["start_timeout"] = _number(env, START_TIMEOUT, settings.start_timeout)
         changes["predict_timeout"] = _number(env, PREDICT_TIMEOUT, settings.predict_timeout)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import httpx
 
 from . import _health, backends
 from ._config import DEFAULT_NAME, Settings
-from ._errors import DeployError, LabkitError, NotDeployed, PredictionError, ScaleError, ServerNotReady
+from ._errors import ConfigError, DeployError, LabkitError, NotDeployed, PredictionError, ScaleError, ServerNotReady
 from ._progress import Progress, Step
 from ._state import RunDir
 
@@ -27,9 +27,17 @@ class Status:
     worker_names: list[str]
     problem: str | None
     processes: list[dict] = field(default_factory=list)
+    engine: str = "keras"  # what the workers serve the model with
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
+
+    def workers_by_host(self) -> dict[str, list[str]]:
+        """The answering workers grouped by the machine they run on (``worker-1@HOST``)."""
+        hosts: dict[str, list[str]] = {}
+        for worker in sorted(self.worker_names):
+            hosts.setdefault(worker.rpartition("@")[2], []).append(worker)
+        return hosts
 
     def processes_frame(self):
         import pandas as pd
@@ -40,7 +48,7 @@ class Status:
         state = "healthy" if self.healthy else f"not ready: {self.problem}"
         head = (
             f"<p><b>{self.name}</b> ({self.backend}) at <a href='{self.url}' target='_blank'>{self.url}</a>: "
-            f"{state}, {self.workers} worker(s) answering</p>"
+            f"{state}, {self.workers} worker(s) answering, {self.engine} engine</p>"
         )
         return head + self.processes_frame().to_html(index=False)
 
@@ -75,6 +83,11 @@ class Deployment:
         return self._run
 
     @property
+    def settings(self) -> Settings:
+        """The settings it was deployed or attached with (timeouts, progress display)."""
+        return self._settings
+
+    @property
     def state(self) -> dict:
         """What labkit recorded about this deployment (ports, processes); holds the broker password."""
         return self._refresh()
@@ -98,6 +111,7 @@ class Deployment:
             worker_names=health.get("worker_names", []),
             problem=None if healthy else health.get("error", "unknown"),
             processes=self.backend.processes(state),
+            engine=state.get("engine", "keras"),
         )
 
     def scale(self, workers: int) -> float:
@@ -108,6 +122,34 @@ class Deployment:
         with self._run.locked():
             self._state = self.backend.scale(self._run, self._refresh(), workers)
         return time.perf_counter() - started
+
+    def scale_out(self, vms: int, workers_per_vm: int = 1) -> float:
+        """Run exactly ``vms`` worker VMs beside the server (0 removes them); returns the seconds it took."""
+        if not isinstance(vms, int) or vms < 0:
+            raise ScaleError(f"Cannot scale out to {vms!r} VMs: give a whole number, 0 or more.")
+        started = time.perf_counter()
+        with self._run.locked():
+            self._state = self._cloud_only("scale_out")(
+                self._run, self._refresh(), vms, Progress(0, f"scaling out {self.name!r}", self._settings.progress),
+                workers_per_vm=workers_per_vm)
+        return time.perf_counter() - started
+
+    def bake(self, image_name: str | None = None) -> dict:
+        """Snapshot the server into an image that deploys faster (``CloudSettings(image=...)``); returns it."""
+        name = image_name or f"{self.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        name = name if name.startswith("labkit-") else f"labkit-{name}"  # how `labkit cleanup` finds it
+        with self._run.locked():
+            return self._cloud_only("bake")(
+                self._run, self._refresh(), name, Progress(0, f"baking {name!r}", self._settings.progress))
+
+    def _cloud_only(self, verb: str):
+        method = getattr(self.backend, verb, None)
+        if method is None:
+            raise ConfigError(
+                f"The {self.backend.name} backend cannot {verb.replace('_', ' ')}: that needs VMs "
+                "(the openstack backend). On one machine, use scale(n) to run more workers."
+            )
+        return method
 
     def predict(self, rows: Sequence[Sequence[float]]):
         """Send rows of 8 values to ``/api/predict``; returns a table with the answers."""
@@ -186,15 +228,25 @@ def deploy(
     workers: int = 1,
     settings: Settings | None = None,
     progress: str | None = None,
+    engine: str | None = None,
 ) -> Deployment:
     """Start the production server and return it once it answers with ``workers`` workers.
 
+    ``engine`` (default: ``settings.engine``, "keras") is what the workers
+    run the model with: "keras" or "onnx" (ONNX Runtime, no TensorFlow).
     If a deployment with this name already runs, it is returned as it is:
     calling ``deploy`` twice never starts a second stack.
     """
     settings = settings or Settings.from_env()
+    if engine is not None:
+        settings = replace(settings, engine=engine)
     backend_impl = backend if backend is not None and not isinstance(backend, str) else backends.get(
         backend or settings.backend)
+    if settings.engine not in getattr(backend_impl, "engines", ("keras",)):
+        raise ConfigError(
+            f"The {backend_impl.name} backend serves the model with Keras only so far: "
+            "deploy it with engine='keras' (or unset LABKIT_ENGINE)."
+        )
     if not isinstance(workers, int) or workers < 1:
         raise DeployError(f"workers={workers!r}: a deployment needs a whole number of at least 1 worker.")
     run = RunDir(settings.deployments_dir, name)

@@ -8,7 +8,10 @@ backend only have to set variables:
 ``SERVER_BROKER_URL``      the RabbitMQ URL (required; there is no default
                            account)
 ``SERVER_RESULT_BACKEND``  where results come back (default ``rpc://``)
-``SERVER_MODEL_DIR``       folder holding model.keras and metadata.json
+``SERVER_MODEL_DIR``       folder holding model.keras, model.onnx and
+                           metadata.json
+``SERVER_MODEL_ENGINE``    what the workers run the model with: ``keras``
+                           (default) or ``onnx`` (ONNX Runtime, no TensorFlow)
 ``SERVER_PREDICT_TIMEOUT`` seconds to wait for a worker before a 503
 ``SERVER_HEALTH_TIMEOUT``  seconds to wait for workers' ping replies
 ``SERVER_MAX_ROWS``        most rows one /api/predict call may send
@@ -31,6 +34,7 @@ DEFAULTS = {
     "BROKER_URL": None,
     "RESULT_BACKEND": "rpc://",
     "MODEL_DIR": str(Path.home() / ".local" / "share" / "labkit" / "model"),
+    "MODEL_ENGINE": "keras",
     "PREDICT_TIMEOUT": 5.0,
     "HEALTH_TIMEOUT": 0.5,
     "MAX_ROWS": 1000,
@@ -59,6 +63,10 @@ def create_app(test_config: dict | None = None) -> Flask:
             "e.g. amqp://USER:PASSWORD@127.0.0.1:5672// (labkit sets it for you)."
         )
     app.config["DEBUG"] = False  # never, whatever the environment says
+
+    from .engines import check
+
+    check(app.config["MODEL_ENGINE"])
 
     from .celery_app import celery_init_app
 

@@ -1,7 +1,8 @@
 """The diabetes classifier: train it, save it with its metadata, load it, run it.
 
 TensorFlow is imported inside the functions that need it: the web process
-imports this module (through the tasks) and must stay light.
+imports this module (through the tasks) and must stay light, and so must a
+worker that serves the ONNX export (``engines.py``, ``onnx_export.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 from . import data as pima
 
 MODEL_FILE = "model.keras"
+ONNX_FILE = "model.onnx"
 METADATA_FILE = "metadata.json"
 N_FEATURES = len(pima.FEATURES)
 
@@ -37,6 +39,7 @@ class TrainParams:
 class TrainedModel:
     model: Any  # keras.Model
     metadata: dict = field(default_factory=dict)
+    onnx: bytes | None = None  # the same network for ONNX Runtime, checked against this one
 
     @property
     def version(self) -> str:
@@ -83,6 +86,8 @@ def train(params: TrainParams = TrainParams(), dataset: pima.Dataset | None = No
     import keras
     import tensorflow as tf
 
+    from . import onnx_export
+
     dataset = dataset or pima.load()
     train_set, test_set = pima.split(dataset, params.test_fraction, params.seed)
     keras.utils.set_random_seed(params.seed)
@@ -97,8 +102,12 @@ def train(params: TrainParams = TrainParams(), dataset: pima.Dataset | None = No
         verbose=0,
     )
     accuracy = accuracy_of(model, test_set)
+    version = content_version(model)
+    # Refuses (ExportError) unless ONNX Runtime gives the same probabilities
+    # on the held-out rows: the version then means the same model in both engines.
+    onnx_bytes, onnx_record = onnx_export.export(model, version, test_set.features)
     metadata = {
-        "version": content_version(model),
+        "version": version,
         "accuracy": round(accuracy, 4),
         "params": {**asdict(params), "hidden": list(params.hidden)},
         "n_train": len(train_set),
@@ -107,8 +116,9 @@ def train(params: TrainParams = TrainParams(), dataset: pima.Dataset | None = No
         "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "keras": keras.__version__,
         "tensorflow": tf.__version__,
+        "onnx_export": onnx_record,
     }
-    return TrainedModel(model, metadata)
+    return TrainedModel(model, metadata, onnx_bytes)
 
 
 def accuracy_of(model, dataset: pima.Dataset) -> float:
@@ -117,15 +127,25 @@ def accuracy_of(model, dataset: pima.Dataset) -> float:
 
 
 def save(trained: TrainedModel, out_dir: Path) -> Path:
-    """Write model.keras and metadata.json; the metadata goes last, so a reader
-    that sees it also sees the model it describes."""
+    """Write model.keras, model.onnx and metadata.json; the metadata goes last, so a
+    reader that sees it also sees the model it describes."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     trained.model.save(out_dir / MODEL_FILE)
-    tmp = out_dir / f".{METADATA_FILE}.tmp"
-    tmp.write_text(json.dumps(trained.metadata, indent=2) + "\n")
-    os.replace(tmp, out_dir / METADATA_FILE)
+    if trained.onnx is not None:
+        _write_whole(out_dir / ONNX_FILE, trained.onnx)
+    else:
+        # An export of an earlier model must not be served under this one's metadata.
+        (out_dir / ONNX_FILE).unlink(missing_ok=True)
+    _write_whole(out_dir / METADATA_FILE, (json.dumps(trained.metadata, indent=2) + "\n").encode())
     return out_dir
+
+
+def _write_whole(path: Path, content: bytes) -> None:
+    # Through a temporary file: a worker starting meanwhile never reads half a file.
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(content)
+    os.replace(tmp, path)
 
 
 def read_metadata(model_dir: Path) -> dict:
@@ -143,7 +163,13 @@ def load(model_dir: Path) -> TrainedModel:
 
     metadata = read_metadata(model_dir)
     model = keras.models.load_model(Path(model_dir) / MODEL_FILE, compile=False)
-    return TrainedModel(model, metadata)
+    onnx_path = Path(model_dir) / ONNX_FILE
+    return TrainedModel(model, metadata, onnx_path.read_bytes() if onnx_path.is_file() else None)
+
+
+def as_batch(rows) -> np.ndarray:
+    """Rows of 8 values (or one flat row) as the float32 batch both engines take."""
+    return np.asarray(rows, dtype=np.float32).reshape(-1, N_FEATURES)
 
 
 def predict_proba(model, rows) -> np.ndarray:
@@ -152,5 +178,4 @@ def predict_proba(model, rows) -> np.ndarray:
     ``predict_on_batch`` runs the compiled graph once (about 0.4 ms here);
     ``model.predict`` builds a data pipeline on every call (about 45 ms).
     """
-    batch = np.asarray(rows, dtype=np.float32).reshape(-1, N_FEATURES)
-    return np.asarray(model.predict_on_batch(batch), dtype=np.float64).reshape(-1)
+    return np.asarray(model.predict_on_batch(as_batch(rows)), dtype=np.float64).reshape(-1)

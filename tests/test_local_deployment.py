@@ -185,6 +185,17 @@ def test_cli_up_status_down(cli_env, settings):
     assert "Traceback" not in missing.stderr
 
 
+def test_cli_up_with_the_onnx_engine(cli_env):
+    up = _cli(["up", "--engine", "onnx", "--name", "cli"], cli_env)
+    assert up.returncode == 0, up.stderr
+    last = up.stdout.strip().splitlines()[-1]
+    assert last.endswith("with 1 worker(s), onnx engine.")
+    url = last.split(" at ")[1].split(" ")[0]
+    assert httpx.get(f"{url}/api/model").json()["engine"] == "onnx"
+    assert json.loads(_cli(["status", "--json", "--name", "cli"], cli_env).stdout)["engine"] == "onnx"
+    assert "1 worker(s) answering, onnx engine" in _cli(["status", "--name", "cli"], cli_env).stdout
+
+
 def test_down_after_labkit_itself_crashed(cli_env, settings):
     """`labkit up` killed mid-way leaves processes; `labkit down` still finds and stops them all."""
     up = subprocess.Popen([sys.executable, "-m", "labkit.cli", "up", "--name", "cli"], env=cli_env,

@@ -95,7 +95,8 @@ def test_predict_proba_accepts_lists_and_a_single_row(trained, dataset):
 
 
 def test_saved_files(saved, trained):
-    assert sorted(p.name for p in saved.iterdir()) == sorted([model.MODEL_FILE, model.METADATA_FILE])
+    assert sorted(p.name for p in saved.iterdir()) == sorted([model.MODEL_FILE, model.ONNX_FILE, model.METADATA_FILE])
+    assert (saved / model.ONNX_FILE).read_bytes() == trained.onnx
     assert json.loads((saved / model.METADATA_FILE).read_text()) == trained.metadata
     assert model.read_metadata(saved) == trained.metadata
 
@@ -117,6 +118,16 @@ def test_content_version_does_not_change_when_re_saving(saved, trained, tmp_path
     reloaded = model.load(tmp_path / "again")
     assert model.content_version(reloaded.model) == trained.version
     assert reloaded.version == trained.version
+    assert reloaded.onnx == trained.onnx  # the export travels with the model
+
+
+def test_saving_a_model_without_an_export_removes_a_stale_one(saved, trained, tmp_path):
+    """A model.onnx of an earlier training must not be served under a new model's metadata."""
+    out = tmp_path / "model"
+    model.save(trained, out)
+    assert (out / model.ONNX_FILE).is_file()
+    model.save(model.TrainedModel(trained.model, trained.metadata), out)
+    assert not (out / model.ONNX_FILE).exists()
 
 
 def test_read_metadata_without_a_model_says_what_to_do(tmp_path):

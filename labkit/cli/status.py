@@ -17,5 +17,6 @@ def command(as_json: bool, name: str) -> None:
         click.echo(json.dumps(status.to_dict(), indent=2))
         return
     health = "healthy" if status.healthy else f"NOT READY ({status.problem})"
-    click.echo(f"{status.name} ({status.backend}) at {status.url}: {health}, {status.workers} worker(s) answering")
+    click.echo(f"{status.name} ({status.backend}) at {status.url}: {health}, {status.workers} worker(s) answering, "
+               f"{status.engine} engine")
     click.echo(status.processes_frame().to_string(index=False))
