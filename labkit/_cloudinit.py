@@ -39,6 +39,7 @@ USERDATA_LIMIT = 65_535  # bytes, after base64 (Nova)
 TEMPLATES = {
     "single-server": "Task 1, the whole production server on one VM, without Docker",
     "worker": "scale-out, a VM of Celery workers joining an existing server's broker",
+    "docker-server": "Task 2, the production server as Docker Compose containers on one VM",
 }
 
 
@@ -89,7 +90,10 @@ def release(model_dir: Path) -> Release:
             for path in files:
                 _add(tar, path, str(path.relative_to(REPO)))
             _add(tar, SERVER_DIR / "requirements.txt", "requirements.txt")
-            for name in ("model.keras", "metadata.json"):
+            names = ["model.keras", "metadata.json"]
+            if (model_dir / "model.onnx").is_file():  # models trained before the ONNX engine have none
+                names.insert(1, "model.onnx")
+            for name in names:
                 _add(tar, model_dir / name, f"model/{name}")
     raw = buffer.getvalue()
     version = json.loads(metadata.read_text())["version"]
@@ -109,8 +113,13 @@ def render(
     workers: int = 1,
     secrets: Secrets | None = None,
     broker_host: str = "BROKER_HOST",
+    baked: bool = False,
 ) -> str:
-    """The #cloud-config document for template ``name``; placeholders for secrets unless given."""
+    """The #cloud-config document for template ``name``; placeholders for secrets unless given.
+
+    ``baked``: for a VM booting from an image labkit baked (``bake``): no
+    release and no installs, only this deployment's secrets and services.
+    """
     import jinja2
 
     if name not in TEMPLATES:
@@ -127,9 +136,10 @@ def render(
         deployment=deployment,
         workers=workers,
         secrets=secrets or Secrets.placeholders(),
-        release=release(model_dir),
+        release=None if baked else release(model_dir),
         chart={"version": CHART_VERSION, "sha256": chart_sha},
         broker_host=broker_host,
+        baked=baked,
     )
 
 

@@ -42,3 +42,20 @@ def wait_for_workers(
             raise TimeoutError(health)
         still_starting()
         time.sleep(0.2)
+
+
+def wait_or_raise(
+    url: str,
+    workers: int,
+    timeout: float,
+    error: type[Exception],
+    still_starting: Callable[[], None] = lambda: None,
+) -> dict:
+    """``wait_for_workers``, raising ``error`` with what a student should do when time runs out."""
+    try:
+        return wait_for_workers(url, workers, timeout, still_starting)
+    except TimeoutError as exc:
+        raise error(
+            f"The server did not report {workers} worker(s) within {timeout:.0f} s "
+            f"(last answer: {exc.args[0]}). See `labkit logs`; raise LABKIT_START_TIMEOUT on a slow machine."
+        ) from None

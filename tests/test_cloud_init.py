@@ -28,6 +28,9 @@ from labkit import _cloudinit
 
 SCHEMA_FILE = REPO.parent / "shared" / "schemas" / "cloud-config-v1.schema.json"
 TEMPLATES = list(_cloudinit.templates())
+# (template, baked): every template as for a stock image; those labkit can bake an image for, also baked.
+VARIANTS = [pytest.param(n, False, id=n) for n in TEMPLATES] + [
+    pytest.param(n, True, id=f"{n}-baked") for n in ("single-server", "worker")]
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +54,14 @@ def files_of(document: dict) -> dict[str, dict]:
     return {f["path"]: f for f in document["write_files"]}
 
 
-@pytest.mark.parametrize("name", TEMPLATES)
+@pytest.mark.parametrize("name, baked", VARIANTS)
 @pytest.mark.parametrize("workers", [1, 3])
-def test_template_validates_and_fits(name, workers, model_dir, schema, secrets, report):
-    text = _cloudinit.render(name, model_dir, workers=workers, secrets=secrets, broker_host="10.0.0.5")
+def test_template_validates_and_fits(name, workers, baked, model_dir, schema, secrets, report):
+    text = _cloudinit.render(name, model_dir, workers=workers, secrets=secrets, broker_host="10.0.0.5", baked=baked)
     assert _cloudinit.check(text, schema) == []
     assert _cloudinit.encoded_size(text) <= _cloudinit.USERDATA_LIMIT
-    report(f"cloud-init {name}, {workers} worker(s): {_cloudinit.encoded_size(text)} of 65535 bytes after base64")
+    report(f"cloud-init {name}{' (baked image)' if baked else ''}, {workers} worker(s): "
+           f"{_cloudinit.encoded_size(text)} of 65535 bytes after base64")
 
 
 def test_the_schema_check_catches_mistakes(model_dir, schema):
@@ -71,9 +75,9 @@ def test_the_schema_check_catches_mistakes(model_dir, schema):
     assert any("more than Nova's 65535" in p for p in _cloudinit.check(too_big))
 
 
-@pytest.mark.parametrize("name", TEMPLATES)
-def test_steps_are_numbered_one_to_n(name, model_dir):
-    _, document = rendered(name, model_dir)
+@pytest.mark.parametrize("name, baked", VARIANTS)
+def test_steps_are_numbered_one_to_n(name, baked, model_dir):
+    _, document = rendered(name, model_dir, baked=baked)
     steps = [re.match(r"/opt/labkit/step (\d+) (\d+) \"([^\"]+)\"", cmd) for cmd in document["runcmd"]]
     assert all(steps), document["runcmd"]
     numbers = [(int(m[1]), int(m[2])) for m in steps]
@@ -140,13 +144,20 @@ def test_secrets_only_where_they_belong(model_dir, secrets):
     assert secrets.broker_password not in placeholder and "BROKER_PASSWORD" in placeholder
 
 
-def test_single_server_listens_on_5100_and_keeps_the_broker_on_the_loopback(model_dir):
+def test_single_server_listens_on_5100_and_keeps_the_broker_off_the_public_side(model_dir, tmp_path):
     _, document = rendered("single-server", model_dir, workers=3)
     files = files_of(document)
     assert "--bind 0.0.0.0:5100" in files["/etc/systemd/system/labkit-web.service"]["content"]
-    assert "listeners.tcp.1 = 127.0.0.1:5672" in files["/opt/labkit/rabbitmq/rabbitmq.conf"]["content"]
+    assert files["/opt/labkit/rabbitmq/rabbitmq.conf"]["content"] == "listeners.tcp.1 = 127.0.0.1:5672\n"
     env = files["/opt/labkit/rabbitmq/rabbitmq-env.conf"]["content"]
-    assert "NODE_IP_ADDRESS=127.0.0.1" in env and "ERL_EPMD_ADDRESS=127.0.0.1" in env
+    # NODE_IP_ADDRESS would override the listeners; epmd and Erlang's distribution stay on the loopback.
+    assert "NODE_IP_ADDRESS" not in env and "ERL_EPMD_ADDRESS=127.0.0.1" in env and "{127,0,0,1}" in env
+    # configure adds the private address (worker VMs join there), found as this machine would find it.
+    configure = files["/opt/labkit/rabbitmq/configure"]["content"]
+    lookup = next(line.strip() for line in configure.splitlines() if line.strip().startswith("private="))
+    found = subprocess.run(["sh", "-c", f"{lookup} && echo $private"], capture_output=True, text=True)
+    assert re.fullmatch(r"\d+\.\d+\.\d+\.\d+\n", found.stdout), found.stderr
+    assert 'echo "listeners.tcp.2 = $private:5672" >> /etc/rabbitmq/rabbitmq.conf' in configure
     start = next(cmd for cmd in document["runcmd"] if '"start the services"' in cmd)
     assert [int(i) for i in re.findall(r"labkit-worker@(\d+)\.service", start)] == [1, 2, 3]
     for unit in ("/etc/systemd/system/labkit-web.service", "/etc/systemd/system/labkit-worker@.service"):
@@ -160,6 +171,24 @@ def test_worker_vm_joins_the_given_broker(model_dir, secrets):
     env = files_of(document)["/etc/labkit/server.env"]["content"]
     assert f"SERVER_BROKER_URL=amqp://{secrets.broker_user}:{secrets.broker_password}@10.1.2.3:5672//" in env
     assert "rabbitmq-server" not in " ".join(document["runcmd"])
+
+
+def test_a_baked_image_skips_the_installs_and_only_brings_this_deployments_secrets(model_dir, secrets):
+    text, document = rendered("single-server", model_dir, secrets=secrets, workers=2, baked=True)
+    fresh, full = rendered("single-server", model_dir, secrets=secrets, workers=2)
+    steps = [re.search(r'"([^"]+)"', cmd)[1] for cmd in document["runcmd"]]
+    assert steps == ["configure RabbitMQ", "start the services", "wait for the server to answer"]
+    assert not any(word in text for word in ("apt-get", "pip install", "npm pack", "release.tar.gz"))
+    assert secrets.broker_password in files_of(document)["/etc/labkit/server.env"]["content"]
+    assert _cloudinit.encoded_size(text) * 4 < _cloudinit.encoded_size(fresh)
+    # The same services and broker set-up as a fresh server.
+    for path in ("/etc/systemd/system/labkit-web.service", "/opt/labkit/rabbitmq/configure"):
+        assert files_of(document)[path] == files_of(full)[path]
+
+    _, worker = rendered("worker", model_dir, secrets=secrets, broker_host="10.1.2.3", baked=True)
+    assert [re.search(r'"([^"]+)"', cmd)[1] for cmd in worker["runcmd"]] == [
+        "start the workers", "wait for the workers to reach the broker"]
+    assert "systemctl disable --now rabbitmq-server.service" in worker["runcmd"][0]
 
 
 def test_chart_library_fetched_on_the_vm_is_checked_against_ours(model_dir):

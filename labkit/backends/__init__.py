@@ -5,7 +5,7 @@ from __future__ import annotations
 from .._errors import ConfigError
 from .base import Backend
 
-NAMES = ("local", "openstack")
+NAMES = ("local", "openstack", "docker")
 
 
 def get(name: str) -> Backend:
@@ -17,6 +17,10 @@ def get(name: str) -> Backend:
         from .openstack import OpenStackBackend
 
         return OpenStackBackend()
+    if name == "docker":
+        from .docker import DockerBackend
+
+        return DockerBackend()
     raise ConfigError(
         f"Unknown backend {name!r}: choose one of {', '.join(NAMES)} "
         "(LABKIT_BACKEND, or backend= in labkit.deploy)."

@@ -13,6 +13,8 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from production_server.engines import ENGINES
+
 from .. import _health, _procs
 from .._config import Settings
 from .._errors import DeployError, PrerequisiteMissing, ScaleError
@@ -26,6 +28,7 @@ WEB_THREADS = 8
 
 class LocalBackend:
     name = "local"
+    engines = ENGINES  # what its workers can serve the model with
 
     # -- up ---------------------------------------------------------------
     def plan_steps(self, workers: int) -> list[str]:
@@ -51,6 +54,7 @@ class LocalBackend:
                 "model_dir": str(settings.model_dir),
                 "data_dir": str(settings.data_dir) if settings.data_dir else None,
                 "predict_timeout": settings.predict_timeout,
+                "engine": settings.engine,
                 "broker": {"private": settings.broker_url is None, "url": settings.broker_url, "node": None},
                 "processes": [],
             }
@@ -84,6 +88,11 @@ class LocalBackend:
                 f"No trained model in {settings.model_dir}: run `labkit train` first "
                 "(or set LABKIT_MODEL_DIR to a folder that holds model.keras and metadata.json)."
             )
+        if settings.engine == "onnx" and not (Path(settings.model_dir) / "model.onnx").is_file():
+            raise PrerequisiteMissing(
+                f"No model.onnx in {settings.model_dir}: the model was trained before the ONNX engine "
+                "existed. Run `labkit train` again, or deploy with engine='keras'."
+            )
 
     def _start_node(self, run: RunDir, state: dict, node: Node) -> None:
         self._record(run, state, node.start_epmd(run.logs))
@@ -97,6 +106,7 @@ class LocalBackend:
             "SERVER_BROKER_URL": state["broker"]["url"],
             "SERVER_MODEL_DIR": state["model_dir"],
             "SERVER_PREDICT_TIMEOUT": str(state["predict_timeout"]),
+            "SERVER_MODEL_ENGINE": state.get("engine", "keras"),
             "TF_CPP_MIN_LOG_LEVEL": "2",
             "PYTHONUNBUFFERED": "1",
         }
@@ -174,13 +184,7 @@ class LocalBackend:
                         f"{_procs.tail(log)}\nFix what it says, then run `labkit down` and `labkit up`."
                     )
 
-        try:
-            return _health.wait_for_workers(state["url"], workers, timeout, check_processes)
-        except TimeoutError as exc:
-            raise DeployError(
-                f"The server did not report {workers} worker(s) within {timeout:.0f} s "
-                f"(last answer: {exc.args[0]}). See `labkit logs`; raise LABKIT_START_TIMEOUT on a slow machine."
-            ) from None
+        return _health.wait_or_raise(state["url"], workers, timeout, DeployError, check_processes)
 
     # -- scale ------------------------------------------------------------
     def scale(self, run: RunDir, state: dict, workers: int) -> dict:
@@ -203,6 +207,26 @@ class LocalBackend:
             self._wait_for_workers(run, state, workers, timeout=180)
         except DeployError as exc:
             raise ScaleError(str(exc)) from None
+        return state
+
+    def serve_model_from(self, run: RunDir, state: dict, model_dir: Path, timeout: float = 180) -> dict:
+        """Restart the workers one at a time with SERVER_MODEL_DIR=``model_dir`` (CI/CD's pointer).
+
+        Each replacement answers before the worker it replaces stops (warm
+        shutdown: its task in hand finishes, the tasks it prefetched go back
+        to the queue), so requests in flight are not dropped.
+        """
+        state["model_dir"] = str(model_dir)
+        run.write(state)  # workers started later (scale) use the pointer too
+        old = [p for p in self._workers(state) if p.alive()]
+        for proc in old:
+            used = {int(p.role.split("-")[1]) for p in self._workers(state)}
+            self._start_worker(run, state, min(set(range(1, len(used) + 2)) - used))
+            self._wait_for_workers(run, state, len(old) + 1, timeout)
+            _procs.stop(proc, timeout=30)
+            state["processes"].remove(proc.to_dict())
+            run.write(state)
+            self._wait_for_workers(run, state, len(old), timeout)
         return state
 
     # -- look -------------------------------------------------------------
