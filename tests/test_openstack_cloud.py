@@ -606,7 +606,7 @@ class SecurityGroups:
         asked = request.json()["security_group_rule"]
         self.count += 1
         rule = neutron_rule(f"rule-{self.count}", asked["direction"], asked["ethertype"], asked["protocol"],
-                            asked["port_range_min"], asked["remote_ip_prefix"])
+                            asked["port_range_min"], asked.get("remote_ip_prefix"), asked.get("remote_group_id"))
         self.groups[asked["security_group_id"]]["security_group_rules"].append(rule)
         return {"security_group_rule": rule}
 
@@ -847,3 +847,130 @@ def test_missing_openstacksdk_names_the_pip_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "openstack", None)
     with pytest.raises(labkit.ConfigError, match="pip install openstacksdk"):
         OpenStackCloud.connect()
+
+
+# -- bake: Nova createImage, Glance until active -------------------------------------------
+# Shapes after the API references: compute "Create Image (createImage Action)" (microversion
+# 2.45+ answers 202 with {"image_id": ...}), image v2 "Show image" and "Add image tag" (204).
+SNAPSHOT_ID = "0e7761dd-ee98-41f0-ba35-05994e446431"
+BAKED_PROPERTIES = {"labkit-owner": "alice", "labkit-deployment": "lab"}
+
+
+def glance_snapshot(status):
+    return {**glance_image(SNAPSHOT_ID, "labkit-lab-baked", status=status, owner=PROJECT_ID),
+            "visibility": "private", "size": None if status == "queued" else 2147483648,
+            "image_type": "snapshot", "instance_uuid": SERVER_ID, **BAKED_PROPERTIES}
+
+
+@pytest.fixture
+def snapshot(fake):
+    fake.on("POST", f"{COMPUTE}/servers/{SERVER_ID}/action", status_code=202, json={"image_id": SNAPSHOT_ID})
+    fake.on("PUT", f"{IMAGE}/images/{SNAPSHOT_ID}/tags/labkit-baked", status_code=204)
+    return fake
+
+
+def test_create_image_asks_nova_for_a_snapshot_with_the_owner_and_tags_it(snapshot, cloud):
+    snapshot.on("GET", f"{IMAGE}/images/{SNAPSHOT_ID}", json=glance_snapshot("queued"))
+
+    image = cloud.create_image(SERVER_ID, "labkit-lab-baked", BAKED_PROPERTIES)
+
+    assert (image["id"], image["name"], image["status"]) == (SNAPSHOT_ID, "labkit-lab-baked", "queued")
+    assert image["tags"] == ["labkit-baked"]
+    assert snapshot.bodies("POST", f"/v2.1/servers/{SERVER_ID}/action") == [
+        {"createImage": {"name": "labkit-lab-baked", "metadata": BAKED_PROPERTIES}}]
+    assert snapshot.sent() == [f"POST /v2.1/servers/{SERVER_ID}/action", f"GET /v2/images/{SNAPSHOT_ID}",
+                               f"PUT /v2/images/{SNAPSHOT_ID}/tags/labkit-baked"]
+
+
+def test_create_image_over_the_snapshot_quota_is_a_quota_error(snapshot, cloud):
+    snapshot.on("POST", f"{COMPUTE}/servers/{SERVER_ID}/action",
+                **nova_error(403, "Quota exceeded for resources: ['images']."))
+    with pytest.raises(labkit.QuotaError, match="quota"):
+        cloud.create_image(SERVER_ID, "labkit-lab-baked", BAKED_PROPERTIES)
+    assert snapshot.sent() == [f"POST /v2.1/servers/{SERVER_ID}/action"]
+
+
+def test_wait_image_active_polls_glance_until_active(fake, cloud):
+    fake.on("GET", f"{IMAGE}/images/{SNAPSHOT_ID}", {"json": glance_snapshot("queued")},
+            {"json": glance_snapshot("saving")}, {"json": glance_snapshot("active")})
+    image = cloud.wait_image_active(SNAPSHOT_ID, timeout=5, poll=0)
+    assert image["status"] == "active" and image["id"] == SNAPSHOT_ID
+    assert fake.sent() == [f"GET /v2/images/{SNAPSHOT_ID}"] * 3
+
+
+def test_wait_image_active_reports_a_killed_snapshot(fake, cloud):
+    fake.on("GET", f"{IMAGE}/images/{SNAPSHOT_ID}", {"json": glance_snapshot("saving")},
+            {"json": glance_snapshot("killed")})
+    with pytest.raises(labkit.CloudError, match=r"failed while being saved .*`labkit cleanup`, then bake again"):
+        cloud.wait_image_active(SNAPSHOT_ID, timeout=5, poll=0)
+
+
+def test_wait_image_active_times_out_naming_the_image(fake, cloud):
+    fake.on("GET", f"{IMAGE}/images/{SNAPSHOT_ID}", json=glance_snapshot("saving"))
+    with pytest.raises(labkit.CloudError, match=r"Timed out after 0.2 s waiting for the image 'labkit-lab-baked'"):
+        cloud.wait_image_active(SNAPSHOT_ID, timeout=0.2, poll=0.05)
+
+
+def test_resolve_sees_whether_an_image_was_baked(catalog, cloud):
+    catalog.on("GET", f"{IMAGE}/images?name=labkit-lab-baked",
+               json={"images": [glance_snapshot("active") | {"tags": ["labkit-baked"]}]})
+    assert cloud.resolve("labkit-lab-baked", "m1.small", "private").image_baked
+    assert not cloud.resolve("Ubuntu 24.04", "m1.small", "private").image_baked
+
+
+# -- scale-out: the broker rule, the private address, worker VMs ----------------------------
+def test_broker_rule_admits_the_groups_members_only_and_is_added_once(fake, cloud):
+    neutron = SecurityGroups(fake, [neutron_security_group("labkit-server", [
+        neutron_rule("ssh", "ingress", "IPv4", "tcp", 22, "0.0.0.0/0"),
+        neutron_rule("web", "ingress", "IPv4", "tcp", 5100, "0.0.0.0/0")])])
+
+    assert cloud.allow_broker_within_group("labkit-server") is True
+    [body] = [b["security_group_rule"] for b in fake.bodies("POST", "/v2.0/security-group-rules")]
+    assert body == {"security_group_id": SG_ID, "direction": "ingress", "ethertype": "IPv4", "protocol": "tcp",
+                    "port_range_min": 5672, "port_range_max": 5672, "remote_group_id": SG_ID,
+                    "description": "labkit broker"}
+    assert "remote_ip_prefix" not in body  # never a CIDR: the broker is not open to the world
+
+    assert cloud.allow_broker_within_group("labkit-server") is False
+    # The next deployment's ensure_security_group keeps the rule and adds nothing.
+    again = cloud.ensure_security_group("labkit-server", ssh_cidr="0.0.0.0/0", web_cidr="0.0.0.0/0")
+    assert (again.rules_added, again.rules_removed) == (0, 0)
+    assert len(fake.bodies("POST", "/v2.0/security-group-rules")) == 1 and fake.sent("DELETE") == []
+    ingress = [r for r in neutron.groups[SG_ID]["security_group_rules"] if r["direction"] == "ingress"]
+    assert sorted((r["port_range_min"], r["remote_group_id"]) for r in ingress) == [
+        (22, None), (5100, None), (5672, SG_ID)]
+
+
+def test_broker_rule_without_the_group_says_deploy_first(fake, cloud):
+    SecurityGroups(fake)
+    with pytest.raises(labkit.CloudError, match="found 0: deploy the server first"):
+        cloud.allow_broker_within_group("labkit-server")
+
+
+def test_private_address_is_the_fixed_ipv4(fake, cloud):
+    fake.on("GET", f"{COMPUTE}/servers/{SERVER_ID}", json=nova_server("ACTIVE", floating="172.24.4.228"))
+    assert cloud.private_address(SERVER_ID) == "10.1.0.9"
+
+
+def test_worker_vms_are_created_found_by_metadata_and_deleted(fake, cloud):
+    worker_id = "5b2c8a4e-7d1f-4c3e-9a6b-0f1e2d3c4b5a"
+    worker_meta = {"labkit-owner": "alice", "labkit-deployment": "lab", "labkit-role": "worker"}
+    fake.on("POST", f"{COMPUTE}/servers", status_code=202, json={"server": {
+        "id": worker_id, "OS-DCF:diskConfig": "MANUAL", "adminPass": "xY9", "security_groups": [
+            {"name": "labkit-server"}], "links": []}})
+    created = cloud.create_server("labkit-lab-w1", IMAGE_ID, FLAVOR_ID, PRIVATE_NET_ID, "labkit-alice",
+                                  "labkit-server", "#cloud-config\n", worker_meta, tags=["labkit", "worker"])
+    assert created.id == worker_id
+    (body,) = fake.bodies("POST", "/v2.1/servers")
+    assert body["server"]["metadata"] == worker_meta and body["server"]["security_groups"] == [
+        {"name": "labkit-server"}]
+
+    worker = dict(nova_server("ACTIVE", name="labkit-lab-w1", metadata=worker_meta)["server"], id=worker_id)
+    server = nova_server("ACTIVE", metadata={"labkit-owner": "alice", "labkit-deployment": "lab"})["server"]
+    fake.on("GET", f"{COMPUTE}/servers/detail", json={"servers": [server, worker]})
+    assert [s.id for s in cloud.find_servers({"labkit-deployment": "lab", "labkit-role": "worker"})] == [worker_id]
+
+    fake.on("DELETE", f"{COMPUTE}/servers/{worker_id}", status_code=204)
+    fake.on("GET", f"{COMPUTE}/servers/{worker_id}", nova_error(404, "Instance could not be found."))
+    assert cloud.delete_server(worker_id, wait=True, timeout=5, poll=0) is True
+    assert fake.sent()[-2:] == [f"DELETE /v2.1/servers/{worker_id}", f"GET /v2.1/servers/{worker_id}"]

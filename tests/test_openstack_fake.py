@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 import labkit
-from labkit import _procs
+from labkit import _cloudinit, _procs
 from labkit.backends.fake_cloud import FakeCloud
 from labkit.backends.openstack import CLIENT_STEPS, LAST_STEP, CloudSettings, OpenStackBackend
 
@@ -75,7 +75,7 @@ def test_launch_watch_predict_reattach_destroy(tmp_path, settings, public_key, c
 def test_a_failed_contextualization_stops_with_the_log_and_leaves_nothing(tmp_path, settings, public_key):
     # The "VM" has no model: its first step fails, as a broken install would on a real VM.
     broken = FakeCloud(tmp_path / "cloud", labkit.Settings(model_dir=tmp_path / "no-model", data_dir=settings.data_dir))
-    with pytest.raises(labkit.DeployError, match=r"Contextualization failed: step 1/5 .*No trained model"):
+    with pytest.raises(labkit.DeployError, match=r"Contextualization failed: step \d+/\d+ .*No trained model"):
         labkit.deploy(backend_for(broken, public_key), name="broken", workers=1, settings=settings)
     left = broken.list_lab_resources(None)
     assert left.servers == [] and left.floating_ips == []
@@ -108,3 +108,78 @@ def test_cli_up_on_openstack_without_credentials_says_where_they_go(tmp_path, se
     assert done.returncode == 1
     assert done.stderr.startswith("labkit: ") and "Traceback" not in done.stderr
     assert "clouds.yaml" in done.stderr and "OS_CLOUD" in done.stderr
+
+
+def test_scale_out_bake_and_deploy_faster_from_the_image(tmp_path, settings, public_key, report):
+    from labkit import _cleanup
+    from labkit._timings import compare_steps
+
+    cloud = FakeCloud(tmp_path / "cloud", settings)
+    lab = labkit.deploy(backend_for(cloud, public_key), name="vm", workers=1, settings=settings)
+    fast = None
+    try:
+        row = [[6, 148, 72, 35, 0, 33.6, 0.627, 50]]
+        # A VM outside the lab's group never reaches the broker: the fake network lets 5672
+        # through only where a remote-group rule admits the VM's group, as Neutron does.
+        state = lab.state
+        cloud.ensure_security_group("labkit-other", "0.0.0.0/0", "0.0.0.0/0")
+        stranger = cloud.create_server(
+            "stranger", "image-1", "flavor-1", "network-1", "labkit", "labkit-other",
+            _cloudinit.render("worker", settings.model_dir, secrets=_cloudinit.Secrets(
+                state["broker"]["user"], state["broker"]["password"]),
+                broker_host=cloud.private_address(state["server_id"])), {"labkit-owner": OWNER})
+        assert _procs.wait_until(lambda: "FAILED" in cloud.console_log(stranger.id), timeout=60)
+        assert "no security group rule" in cloud.console_log(stranger.id)
+        cloud.delete_server(stranger.id)
+
+        lab.scale_out(1)
+        health = httpx.get(f"{lab.url}/healthz").json()
+        assert health["workers"] == 2
+        by_host = lab.status().workers_by_host()
+        assert by_host["labkit-vm-w1"] == ["worker-1@labkit-vm-w1"] and len(by_host) == 2
+        rules = cloud._load()["security_groups"]["labkit-server"]
+        assert {"protocol": "tcp", "port": 5672, "remote_group": "labkit-server"} in rules
+        assert not any(r.get("port") == 5672 and r.get("cidr") for r in rules)  # never open to the world
+        [worker_vm] = cloud.find_servers({"labkit-deployment": "vm", "labkit-role": "worker"})
+        assert worker_vm.floating_ips == [] and worker_vm.owner == OWNER
+        assert [p["role"] for p in lab.status().processes] == ["server", "worker VM labkit-vm-w1"]
+        assert all(lab.predict(row * 3)["prediction"].isin([0, 1]))
+        with pytest.raises(labkit.ScaleError, match="scale-out 0"):
+            lab.scale(2)
+
+        lab.scale_out(0)
+        assert httpx.get(f"{lab.url}/healthz").json()["workers"] == 1
+        assert cloud.get_server(worker_vm.id) is None and lab.state["worker_vms"] == []
+
+        password = lab.state["broker"]["password"].encode()
+        image = lab.bake("labkit-vm-image")
+        assert image["status"] == "active" and "labkit-baked" in image["tags"]
+        inside = [f for f in cloud.image_files(image["id"]).rglob("*") if f.is_file()]
+        assert any(f.name == "worker.py" for f in inside)  # the release is in the image ...
+        assert not [f for f in inside if password in f.read_bytes()]  # ... the deployment's password is not
+        assert not any("var/lib/cloud" in str(f) for f in inside)
+        assert lab.status().healthy and lab.predict(row)["prediction"].isin([0, 1]).all()  # it serves again
+
+        backend = OpenStackBackend(connect=lambda: cloud, cloud_settings=CloudSettings(
+            public_key=public_key, network="private", poll=0.3, owner=OWNER, image="labkit-vm-image"))
+        fast = labkit.deploy(backend, name="fast", workers=1, settings=settings)
+        assert fast.predict(row)["prediction"].isin([0, 1]).all()
+        table = compare_steps({"stock image": lab, "baked image": fast})
+        vm_steps = {label: [s.what for s in d.steps if s.what.startswith("VM: ")]
+                    for label, d in (("stock", lab), ("baked", fast))}
+        assert "VM: unpack the release" in vm_steps["stock"] and "VM: unpack the release" not in vm_steps["baked"]
+        assert len(vm_steps["baked"]) < len(vm_steps["stock"])
+        assert list(table.columns) == ["stock image", "baked image"] and table.index[-1] == "total"
+        report("fake cloud, VM steps stock vs baked image: "
+               f"{len(vm_steps['stock'])} vs {len(vm_steps['baked'])}; totals "
+               f"{table.loc['total', 'stock image']} s vs {table.loc['total', 'baked image']} s")
+        fast.scale_out(1)  # a worker VM from the baked image: the short worker template
+        assert httpx.get(f"{fast.url}/healthz").json()["workers"] == 2
+    finally:
+        if fast is not None:
+            fast.destroy()
+        lab.destroy()
+    assert cloud.list_lab_resources(OWNER).servers == [] and cloud.list_lab_resources(OWNER).images == []
+    left = _cleanup.find(cloud, OWNER)
+    assert not left.servers and not left.floating_ips and not left.images
+    assert not list((tmp_path / "cloud" / "vms" / "deployments").glob("vm-*/state.json"))

@@ -39,3 +39,33 @@ def test_a_real_vm_serves_predictions_and_leaves_nothing(settings, monkeypatch):
     finally:
         lab.destroy()
     assert not _cleanup.find(backend.cloud, backend.cloud_settings.owner).servers
+
+
+def test_a_real_worker_vm_joins_and_a_baked_image_deploys_faster(settings, monkeypatch):
+    from dataclasses import replace
+
+    from labkit import _cleanup
+    from labkit._timings import compare_steps
+    from labkit.backends.openstack import CloudSettings, OpenStackBackend
+
+    for key, value in REAL.items():
+        monkeypatch.setenv(key, value)
+    backend = OpenStackBackend(cloud_settings=CloudSettings.from_env())
+    lab = labkit.deploy(backend, name="smoke-out", workers=1, settings=settings)
+    fast = None
+    try:
+        lab.scale_out(1)
+        assert len(lab.status().workers_by_host()) == 2
+        lab.scale_out(0)
+        image = lab.bake("labkit-smoke-image")
+        assert lab.status().healthy
+        baked = OpenStackBackend(cloud_settings=replace(backend.cloud_settings, image=image["name"]))
+        fast = labkit.deploy(baked, name="smoke-baked", workers=1, settings=settings)
+        assert fast.predict([[6, 148, 72, 35, 0, 33.6, 0.627, 50]])["prediction"].tolist() in ([0], [1])
+        print("\n" + compare_steps({"stock image": lab, "baked image": fast}).to_string())
+    finally:
+        if fast is not None:
+            fast.destroy()
+        lab.destroy()
+    left = _cleanup.find(backend.cloud, backend.cloud_settings.owner)
+    assert not left.servers and not [i for i in left.images if i["name"] == "labkit-smoke-image"]

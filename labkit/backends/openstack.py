@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
-from .. import _cloudinit, _health
+from .. import _cloudinit, _health, _userconfig
 from .._config import Settings
 from .._errors import ConfigError, DeployError, LabkitError, ScaleError
 from .._progress import MARKER_RE, Progress, Step, failure
@@ -60,7 +60,7 @@ class CloudSettings:
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "CloudSettings":
-        env = dict(os.environ if env is None else env)
+        env = _userconfig.environ() if env is None else dict(env)
         names = {
             "LABKIT_OS_IMAGE": "image", "LABKIT_OS_FLAVOR": "flavor", "LABKIT_OS_NETWORK": "network",
             "LABKIT_OS_KEYPAIR": "keypair", "LABKIT_OS_FLOATING_POOL": "floating_pool",
@@ -100,7 +100,8 @@ class OpenStackBackend:
             else:
                 from .openstack_cloud import OpenStackCloud
 
-                self._cloud = OpenStackCloud.connect()
+                # OS_CLOUD as the student saved it in 00-setup, unless the environment names another.
+                self._cloud = OpenStackCloud.connect(_userconfig.environ().get("OS_CLOUD"))
         return self._cloud
 
     # -- up ---------------------------------------------------------------
@@ -112,12 +113,6 @@ class OpenStackBackend:
         cs = self.cloud_settings
         cloud = self.cloud
         secrets = _cloudinit.Secrets.generate()
-        userdata = _cloudinit.render("single-server", settings.model_dir, deployment=run.name,
-                                     workers=workers, secrets=secrets)
-        problems = _cloudinit.check(userdata)
-        if problems:
-            raise DeployError("The user-data cannot be sent: " + "; ".join(problems))
-
         if not cs.network:
             raise ConfigError(
                 "Which network should the VM join? Set LABKIT_OS_NETWORK to your project's network "
@@ -126,6 +121,8 @@ class OpenStackBackend:
         with progress.step(CLIENT_STEPS[0]):
             cloud.check_credentials()
             resolved = cloud.resolve(cs.image, cs.flavor, cs.network)
+            # An image labkit baked holds the installs already: the short user-data.
+            userdata = _render("single-server", settings, run.name, workers, secrets, baked=resolved.image_baked)
         with progress.step(CLIENT_STEPS[1]):
             cloud.ensure_keypair(cs.keypair, cs.read_public_key())
             cloud.ensure_security_group(cs.security_group, cs.allow_cidr, cs.allow_cidr)
@@ -134,18 +131,21 @@ class OpenStackBackend:
             "id": os.urandom(8).hex(), "name": run.name, "backend": self.name, "url": None,
             "created": created.isoformat(timespec="seconds"), "workers": workers,
             "server_id": None, "floating_ip": None, "owner": cs.owner,
-            "broker": {"private": True, "url": None, "user": secrets.broker_user},
+            # The password stays in the private run directory: worker VMs join with it (scale_out).
+            "broker": {"private": True, "url": None, "user": secrets.broker_user,
+                       "password": secrets.broker_password},
             "cloud": cloud.record() if hasattr(cloud, "record") else {"kind": "openstack"},
+            # What worker VMs launch with: an attached backend may have other CloudSettings.
+            "launch": {"image_id": resolved.image_id, "flavor_id": resolved.flavor_id,
+                       "network_id": resolved.network_id, "baked": resolved.image_baked,
+                       "keypair": cs.keypair, "security_group": cs.security_group,
+                       "model_dir": str(settings.model_dir)},
+            "worker_vms": [], "images": [],
         }
         run.create()
         run.write(state)
         with progress.step(CLIENT_STEPS[2]):
-            metadata = {
-                "labkit-owner": cs.owner, "labkit-task": "task-1", "labkit-deployment": run.name,
-                "labkit-created": state["created"],
-                # A reminder for whoever lists the project's servers: nobody should pay for a forgotten VM.
-                "labkit-expires": (created + timedelta(days=1)).isoformat(timespec="seconds"),
-            }
+            metadata = _metadata(cs.owner, run.name, created, role="server")
             server = cloud.create_server(
                 f"labkit-{run.name}", resolved.image_id, resolved.flavor_id, resolved.network_id,
                 cs.keypair, cs.security_group, userdata, metadata, tags=["labkit", "task-1"],
@@ -200,6 +200,100 @@ class OpenStackBackend:
                 )
             time.sleep(cs.poll)
 
+    # -- scale out: worker VMs on the private network ---------------------------
+    def scale_out(self, run: RunDir, state: dict, vms: int, progress: Progress, workers_per_vm: int = 1) -> dict:
+        """Run exactly ``vms`` worker VMs beside the server; they join its broker at its private address."""
+        cs = self.cloud_settings
+        launch = state["launch"]
+        current = list(state.get("worker_vms") or [])
+        progress.expect(3 if vms > len(current) else 2 if vms < len(current) else 1)  # + the new VMs' own steps
+        if not state.get("floating_ip"):
+            raise ScaleError("The server has no address yet: wait for `labkit up` to finish, then scale out.")
+        if vms > len(current):
+            with progress.step(f"let the lab's VMs reach the broker and launch {vms - len(current)} worker VM(s)"):
+                self.cloud.allow_broker_within_group(launch["security_group"])
+                broker_host = self.cloud.private_address(state["server_id"])
+                settings = Settings(model_dir=launch["model_dir"])
+                secrets = _cloudinit.Secrets(state["broker"]["user"], state["broker"]["password"])
+                userdata = _render("worker", settings, run.name, workers_per_vm, secrets,
+                                   baked=launch["baked"], broker_host=broker_host)
+                created = datetime.now(timezone.utc)
+                used = {vm["index"] for vm in current}
+                new = []
+                for index in [i for i in range(1, vms + len(current) + 1) if i not in used][:vms - len(current)]:
+                    name = f"labkit-{run.name}-w{index}"
+                    server = self.cloud.create_server(
+                        name, launch["image_id"], launch["flavor_id"], launch["network_id"], launch["keypair"],
+                        launch["security_group"], userdata, _metadata(state["owner"], run.name, created, "worker"),
+                        tags=["labkit", "worker"],
+                    )
+                    new.append({"id": server.id, "name": name, "index": index, "workers": workers_per_vm})
+                    state["worker_vms"] = current + new
+                    run.write(state)  # recorded at once: `labkit down` finds every VM it launched
+            with progress.step("wait for the worker VMs to be ACTIVE"):
+                for vm in new:
+                    self.cloud.wait_active(vm["id"], timeout=cs.launch_timeout, poll=cs.poll)
+            for vm in new:
+                self._watch(vm["id"], progress, cs)
+            current += new
+        elif vms < len(current):
+            with progress.step(f"delete {len(current) - vms} worker VM(s)"):
+                # Tasks a deleted VM held are not lost: they are acknowledged only once done,
+                # so RabbitMQ hands them to another worker.
+                for vm in current[vms:]:
+                    self.cloud.delete_server(vm["id"], wait=True)
+                current = current[:vms]
+                state["worker_vms"] = current
+                run.write(state)
+        expected = state["workers"] + sum(vm["workers"] for vm in current)
+        with progress.step(f"wait for {expected} worker(s) to answer"):
+            try:
+                _health.wait_for_workers(state["url"], expected, timeout=300)
+            except TimeoutError as exc:
+                raise ScaleError(
+                    f"{expected} worker(s) did not answer within 300 s (last answer: {exc.args[0]}); "
+                    "see `labkit logs`, then `labkit scale-out 0` to remove the worker VMs."
+                ) from None
+        return state
+
+    # -- bake: an image of the contextualized server ----------------------------
+    def bake(self, run: RunDir, state: dict, image_name: str, progress: Progress) -> dict:
+        """Snapshot the server into an image that later deployments boot from, skipping the installs.
+
+        The snapshot holds no secret of this deployment: before it the
+        services stop, RabbitMQ loses its user and data, the files with the
+        password move to /run (memory, not disk) and cloud-init forgets
+        this instance; after it they come back and the server serves again.
+        The image belongs to this deployment: ``destroy`` deletes it.
+        """
+        cs = self.cloud_settings
+        if not state.get("floating_ip"):
+            raise DeployError("The server has no address yet: wait for `labkit up` to finish, then bake.")
+        progress.expect(5)
+        services = self.services(state)
+        with progress.step("stop the services and take the secrets off the disk"):
+            services.seal(state["broker"]["user"], state["workers"])
+        try:
+            with progress.step("snapshot the server"):
+                metadata = _metadata(state["owner"], run.name, datetime.now(timezone.utc), role="image")
+                image = self.cloud.create_image(state["server_id"], image_name, metadata)
+                state["images"] = [*state.get("images", []), {"id": image["id"], "name": image_name}]
+                run.write(state)
+            with progress.step("wait for the image to be active"):
+                image = self.cloud.wait_image_active(image["id"], timeout=cs.contextualize_timeout, poll=cs.poll)
+        finally:
+            with progress.step("start the services again"):
+                services.unseal(state["workers"])
+        with progress.step("wait for the server to answer"):
+            try:
+                _health.wait_for_workers(state["url"], state["workers"], timeout=300)
+            except TimeoutError as exc:
+                raise DeployError(
+                    f"The image {image_name} is ready, but the server did not answer again within 300 s "
+                    f"(last answer: {exc.args[0]}): see `labkit logs`."
+                ) from None
+        return image
+
     # -- the VM's services ----------------------------------------------------
     def services(self, state: dict):
         """The VM's service manager: systemd over SSH, or the fake cloud's own."""
@@ -212,6 +306,12 @@ class OpenStackBackend:
     def scale(self, run: RunDir, state: dict, workers: int) -> dict:
         if not state.get("floating_ip"):
             raise ScaleError("The server has no address yet: wait for `labkit up` to finish, then scale.")
+        if state.get("worker_vms"):
+            # Health counts every worker, the VMs' too: one change at a time keeps the count checkable.
+            raise ScaleError(
+                "Worker VMs are running: remove them with `labkit scale-out 0`, scale the server's own workers, "
+                "then scale out again."
+            )
         self.services(state).scale_workers(state["workers"], workers)
         state["workers"] = workers
         run.write(state)
@@ -226,10 +326,15 @@ class OpenStackBackend:
 
     def processes(self, state: dict) -> list[dict]:
         server = self.cloud.get_server(state["server_id"]) if state.get("server_id") else None
-        return [{
+        rows = [{
             "role": "server", "id": state.get("server_id"), "status": server.status if server else "gone",
             "address": state.get("floating_ip"),
         }]
+        for vm in state.get("worker_vms") or []:
+            found = self.cloud.get_server(vm["id"])
+            rows.append({"role": f"worker VM {vm['name']}", "id": vm["id"], "status": found.status if found else "gone",
+                         "address": found.fixed_ips[0] if found and found.fixed_ips else None})
+        return rows
 
     def logs(self, run: RunDir, state: dict, lines: int) -> dict[str, str]:
         log = self.cloud.console_log(state["server_id"]) if state.get("server_id") else ""
@@ -248,10 +353,33 @@ class OpenStackBackend:
     def down(self, run: RunDir, state: dict) -> None:
         # The key pair and security group are shared by the lab's deployments:
         # `labkit cleanup` removes them with everything else.
+        for vm in state.get("worker_vms") or []:
+            self.cloud.delete_server(vm["id"], wait=True)
+        for image in state.get("images") or []:
+            self.cloud.delete_image(image["id"])
         if state.get("server_id"):
             self.cloud.delete_server(state["server_id"], wait=True)
         if state.get("floating_ip"):
             self.cloud.release_floating_ip(state["floating_ip"])
+
+
+def _render(template: str, settings: Settings, deployment: str, workers: int, secrets: _cloudinit.Secrets,
+            **options) -> str:
+    userdata = _cloudinit.render(template, settings.model_dir, deployment=deployment, workers=workers,
+                                 secrets=secrets, **options)
+    problems = _cloudinit.check(userdata)
+    if problems:
+        raise DeployError("The user-data cannot be sent: " + "; ".join(problems) + ". Fix the template, then retry.")
+    return userdata
+
+
+def _metadata(owner: str, deployment: str, created: datetime, role: str) -> dict[str, str]:
+    return {
+        "labkit-owner": owner, "labkit-task": "task-1", "labkit-deployment": deployment,
+        "labkit-role": role, "labkit-created": created.isoformat(timespec="seconds"),
+        # A reminder for whoever lists the project's servers: nobody should pay for a forgotten VM.
+        "labkit-expires": (created + timedelta(days=1)).isoformat(timespec="seconds"),
+    }
 
 
 class SystemdOverSSH:
@@ -272,6 +400,41 @@ class SystemdOverSSH:
             units = " ".join(f"labkit-worker@{i}.service" for i in range(target + 1, current + 1))
             # stop is Celery's warm shutdown: tasks in hand finish first.
             self.ssh.run(f"sudo systemctl disable --now {units}", timeout=120, check=True)
+
+    def seal(self, broker_user: str, workers: int) -> None:
+        """Before a snapshot: nothing of the deployment's secrets may stay on the disk.
+
+        The password files go to /run (a tmpfs: in memory, not in the
+        snapshot); RabbitMQ's data goes entirely (a VM from the image starts
+        it afresh under its own host name); ``cloud-init clean`` removes the
+        stored user-data, which holds the password, and makes a VM booted
+        from the image run its own user-data; the journal is emptied.
+        """
+        units = " ".join(["labkit-web.service", *(f"labkit-worker@{i}.service" for i in range(1, workers + 1))])
+        for command in (
+            f"sudo systemctl disable --now {units}",
+            f"sudo rabbitmqctl delete_user '{broker_user}'",
+            "sudo systemctl stop rabbitmq-server.service",
+            "sudo rm -rf /var/lib/rabbitmq/mnesia /etc/rabbitmq/rabbitmq.conf",
+            "sudo install -d -m 0700 /run/labkit-bake",
+            "sudo mv /etc/labkit/server.env /opt/labkit/rabbitmq/configure /run/labkit-bake/",
+            "sudo cloud-init clean --logs",
+            "sudo journalctl --rotate && sudo journalctl --vacuum-time=1s",
+            "sync",
+        ):
+            self.ssh.run(command, timeout=120, check=True)
+
+    def unseal(self, workers: int) -> None:
+        """After the snapshot: the secrets back from /run, the broker and services as before."""
+        units = " ".join(["labkit-web.service", *(f"labkit-worker@{i}.service" for i in range(1, workers + 1))])
+        for command in (
+            "sudo mv /run/labkit-bake/server.env /etc/labkit/server.env",
+            "sudo mv /run/labkit-bake/configure /opt/labkit/rabbitmq/configure",
+            "sudo systemctl start rabbitmq-server.service",
+            "sudo /opt/labkit/rabbitmq/configure",
+            f"sudo systemctl enable --now {units}",
+        ):
+            self.ssh.run(command, timeout=180, check=True)
 
     def logs(self, lines: int) -> dict[str, str]:
         cloud_init = self.ssh.run(f"sudo tail -n {lines} /var/log/cloud-init-output.log", timeout=30)

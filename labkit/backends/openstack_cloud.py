@@ -47,6 +47,9 @@ OWNER_KEY = "labkit-owner"
 TASK_KEY = "labkit-task"
 SSH_PORT = 22
 WEB_PORT = 5100
+BROKER_PORT = 5672
+#: The Glance tag of images labkit baked from a contextualized server.
+BAKED_TAG = "labkit-baked"
 #: Nova's limit on user data, counted after base64 encoding.
 USER_DATA_LIMIT = 65535
 #: Nova's limit on a metadata key or value.
@@ -73,6 +76,8 @@ class Resolved:
     image_name: str = ""
     flavor_name: str = ""
     network_name: str = ""
+    #: The image was baked by labkit: its VMs skip the installs.
+    image_baked: bool = False
 
 
 @dataclass(frozen=True)
@@ -144,7 +149,7 @@ class OpenStackCloud:
         self._ks = ks_exceptions
 
     @classmethod
-    def connect(cls, cloud: str | None = None) -> "OpenStackCloud":
+    def connect(cls, cloud: str | None = None, password: str | None = None) -> "OpenStackCloud":
         """Connect with openstacksdk's own configuration (clouds.yaml, OS_CLOUD, OS_*).
 
         ``cloud`` names an entry of clouds.yaml; by default ``OS_CLOUD`` does,
@@ -156,7 +161,9 @@ class OpenStackCloud:
         from openstack import exceptions as sdk_exceptions
 
         try:
-            conn = openstack.connect(cloud=cloud, app_name="labkit")
+            # A password typed in the notebook, for a clouds.yaml that (rightly) holds none.
+            extra = {"password": password} if password else {}
+            conn = openstack.connect(cloud=cloud, app_name="labkit", **extra)
         except ks_exceptions.auth_plugins.MissingRequiredOptions as exc:
             named = cloud or os.environ.get("OS_CLOUD")
             if named:  # openstacksdk ignores OS_CLOUD when it finds no clouds.yaml at all
@@ -248,6 +255,7 @@ class OpenStackCloud:
             image_name=found_image.name or "",
             flavor_name=found_flavor.name or "",
             network_name=found_network.name or "",
+            image_baked=BAKED_TAG in (found_image.tags or []),
         )
 
     def _find(self, kind: str, name_or_id: str, finder, names) -> Any:
@@ -286,6 +294,17 @@ class OpenStackCloud:
     def _network_names(self) -> list[str]:
         return sorted(n.name for n in self.conn.network.networks() if n.name and not n.is_router_external)
 
+    def choices(self) -> dict[str, list[str]]:
+        """What a student may pick from, by name, for the setup form's lists."""
+        with self._calling("listing images, flavors, networks and key pairs"):
+            flavors = sorted(self.conn.compute.flavors(), key=lambda f: (f.vcpus or 0, f.ram or 0, f.name or ""))
+            return {
+                "images": self._image_names(),
+                "flavors": [f.name for f in flavors if f.name],
+                "networks": self._network_names(),
+                "keypairs": sorted(k.name for k in self.conn.compute.keypairs() if k.name),
+            }
+
     # -- keypair and security group -----------------------------------------
     def ensure_keypair(self, name: str, public_key: str) -> dict:
         """Upload ``public_key`` as keypair ``name`` unless it is already there."""
@@ -317,8 +336,9 @@ class OpenStackCloud:
         """The lab's security group, with exactly two ingress rules: TCP 22 and the web port.
 
         Idempotent: a second call changes nothing. Other ingress rules found in
-        the group are removed (it is the lab's own group); Neutron's default
-        egress rules stay.
+        the group are removed (it is the lab's own group), except the broker
+        rule ``allow_broker_within_group`` adds for worker VMs; Neutron's
+        default egress rules stay.
         """
         wanted = {
             _rule_key("tcp", SSH_PORT, _cidr(ssh_cidr, "ssh_cidr")),
@@ -348,6 +368,8 @@ class OpenStackCloud:
                 continue
             key = _rule_key(rule.get("protocol"), rule.get("port_range_min"), rule.get("remote_ip_prefix"),
                             rule.get("port_range_max"), rule.get("remote_group_id"), rule.get("ethertype"))
+            if key == _broker_rule_key(group.id):
+                continue  # scale-out's rule: members only, never the world
             if key in wanted and key not in present:
                 present.add(key)
                 continue
@@ -381,6 +403,38 @@ class OpenStackCloud:
         return SecurityGroup(
             id=group.id, name=group.name, ingress=ingress, created=created, rules_added=added, rules_removed=removed
         )
+
+    def allow_broker_within_group(self, name: str, port: int = BROKER_PORT) -> bool:
+        """Let the group's members reach ``port`` (RabbitMQ) on each other; True if the rule was added.
+
+        The rule's source is the group itself (``remote_group_id``), not a
+        CIDR: worker VMs in the group reach the server's broker over the
+        private network, and nobody else can, floating IP or not.
+        """
+        with self._calling(f"looking up the security group {name!r}"):
+            groups = list(self.conn.network.security_groups(name=name, project_id=self.conn.current_project_id))
+        if len(groups) != 1:
+            raise CloudError(
+                f"Expected one security group named {name!r}, found {len(groups)}: deploy the server first "
+                "(`labkit up --backend openstack`), or delete the extra groups, then retry."
+            )
+        group = groups[0]
+        for rule in group.security_group_rules or []:
+            key = _rule_key(rule.get("protocol"), rule.get("port_range_min"), rule.get("remote_ip_prefix"),
+                            rule.get("port_range_max"), rule.get("remote_group_id"), rule.get("ethertype"))
+            if rule.get("direction") == "ingress" and key == _broker_rule_key(group.id, port):
+                return False
+        with self._calling(f"adding the rule for TCP port {port} between members of {name!r}"):
+            try:
+                self.conn.network.create_security_group_rule(
+                    security_group_id=group.id, direction="ingress", ethertype="IPv4", protocol="tcp",
+                    port_range_min=port, port_range_max=port, remote_group_id=group.id, description="labkit broker",
+                )
+            except self._exc.ConflictException as exc:
+                if "SecurityGroupRuleExists" not in _error_type(exc) and "already exists" not in _details(exc):
+                    raise
+                return False
+        return True
 
     # -- servers -------------------------------------------------------------
     def create_server(
@@ -468,6 +522,25 @@ class OpenStackCloud:
                     "(LABKIT_START_TIMEOUT)."
                 )
             time.sleep(max(0.0, min(poll, remaining)))
+
+    def private_address(self, server_id: str) -> str:
+        """The server's fixed IPv4 address on the project's network (where worker VMs reach its broker)."""
+        server = self.get_server(server_id)
+        if server is None:
+            raise CloudError(f"The server {server_id} does not exist any more: run `labkit down`, then deploy again.")
+        for address in server.fixed_ips:
+            if address and ipaddress.ip_address(address).version == 4:
+                return address
+        raise CloudError(
+            f"The server {server.name} has no fixed IPv4 address (it is {server.status}): wait until it is "
+            "ACTIVE, then retry."
+        )
+
+    def find_servers(self, metadata: dict[str, str]) -> list[ServerInfo]:
+        """The project's servers whose metadata holds every item of ``metadata`` (worker VMs, say)."""
+        with self._calling("listing the servers"):
+            servers = [_server_info(s) for s in self.conn.compute.servers()]
+        return [s for s in servers if all(s.metadata.get(k) == str(v) for k, v in metadata.items())]
 
     def console_log(self, server_id: str, length: int | None = None) -> str:
         """The server's console log (the last ``length`` lines); '' when the cloud has none."""
@@ -672,6 +745,49 @@ class OpenStackCloud:
             return ("the port " if len(orphans) == 1 else "the ports ") + ", ".join(orphans)
         return "a server or port"
 
+    def create_image(self, server_id: str, name: str, metadata: dict[str, str]) -> dict:
+        """Snapshot the server into an image (Nova createImage) tagged ``labkit-baked``; returns at once.
+
+        ``metadata`` becomes the image's properties (the owner, the
+        deployment). Nova answers before Glance has the data: see
+        ``wait_image_active``.
+        """
+        from openstack.compute.v2.server import Server
+
+        with self._calling(f"creating the image {name!r}"):
+            # Not conn.compute.create_server_image: it looks the new image up with the
+            # cloud layer's find_image, which warns (deprecated ignore_missing) and may
+            # list every image; the resource's own action plus one GET by ID is the same request.
+            image_id = Server.new(id=server_id).create_image(self.conn.compute, name, _metadata(metadata))
+            image = self.conn.image.get_image(image_id)
+        with self._calling(f"tagging the image {name!r}"):
+            self.conn.image.add_tag(image, BAKED_TAG)
+        return {**_image_info(image), "tags": sorted({*(image.tags or []), BAKED_TAG})}
+
+    def wait_image_active(self, image_id: str, timeout: float = 1800.0, poll: float = 5.0) -> dict:
+        """Poll Glance until the image is active; killed or deleted raises, so does the timeout."""
+        with self._calling("looking up the image"):
+            image = self.conn.image.get_image(image_id)
+        try:
+            with self._calling(f"waiting for the image {image.name!r} to become active"):
+                image = self.conn.image.wait_for_status(
+                    image, "active", failures=["killed", "deleted", "deactivated"], interval=poll, wait=timeout)
+        except CloudError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, self._exc.ResourceTimeout):
+                raise CloudError(
+                    f"Timed out after {timeout:g} s waiting for the image {image.name!r} to become active: "
+                    f"snapshots of large disks take long, so check `openstack image show {image_id}`, then retry "
+                    "or delete it with `labkit cleanup`."
+                ) from cause
+            if isinstance(cause, self._exc.ResourceFailure):
+                raise CloudError(
+                    f"The image {image.name!r} failed while being saved ({_one_line(cause)}): delete it with "
+                    "`labkit cleanup`, then bake again."
+                ) from cause
+            raise
+        return _image_info(image)
+
     def delete_image(self, image_id: str) -> bool:
         """Delete the image; False if it was not there."""
         with self._calling(f"deleting the image {image_id}"):
@@ -720,10 +836,7 @@ class OpenStackCloud:
                 }
                 for g in groups
             ],
-            images=[
-                {"id": i.id, "name": i.name, "status": i.status, "tags": list(i.tags or []), "created": i.created_at}
-                for i in images
-            ],
+            images=[_image_info(i) for i in images],
         )
 
     # -- errors --------------------------------------------------------------
@@ -811,6 +924,11 @@ def _server_info(server, name: str | None = None) -> ServerInfo:
     )
 
 
+def _image_info(image) -> dict:
+    return {"id": image.id, "name": image.name, "status": image.status, "tags": list(image.tags or []),
+            "created": image.created_at}
+
+
 def _fip_info(fip) -> FloatingIP:
     return FloatingIP(
         id=fip.id,
@@ -854,6 +972,10 @@ def _rule_key(protocol, port_min, cidr, port_max=None, remote_group=None, ethert
         cidr = str(ipaddress.ip_network(cidr, strict=False))
     port_max = port_min if port_max is None else port_max
     return (str(protocol).lower() if protocol else None, port_min, cidr, port_max, remote_group)
+
+
+def _broker_rule_key(group_id: str, port: int = BROKER_PORT) -> tuple:
+    return _rule_key("tcp", port, None, port, group_id)
 
 
 def _ethertype(cidr: str) -> str:
