@@ -12,7 +12,10 @@
     ├── PredictionError        the server refused the rows sent to it
     ├── SSHError               an SSH connection or a command run over it failed
     ├── TrainingError          training the model failed
-    └── BenchmarkError         a benchmark could not run
+    ├── CICDError              the CI/CD pipeline (git, hooks, releases) could not do its job
+    │   └── PushRejected           production's quality gate refused a pushed model
+    ├── BenchmarkError         a benchmark could not run
+    └── GradingError           the answer key or the lab's question cells are wrong
 """
 
 from __future__ import annotations
@@ -74,4 +77,20 @@ class TrainingError(LabkitError):
 
 
 class BenchmarkError(LabkitError):
+    pass
+
+
+class CICDError(LabkitError):
+    pass
+
+
+class PushRejected(CICDError):
+    """``reason`` is the gate's own sentence, as the hook printed it."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class GradingError(LabkitError):
     pass

@@ -1,8 +1,10 @@
 """The Celery tasks the web front end sends to the workers.
 
 The model is loaded once per worker process (``serving_model``), never per
-task; ``predict_reload`` keeps the original lab's design, reloading the model
-and calling ``model.predict`` on every request, as the benchmark's baseline.
+task, with the engine ``SERVER_MODEL_ENGINE`` names (keras or onnx, see
+``engines.py``); ``predict_reload`` keeps the original lab's design,
+reloading the Keras model and calling ``model.predict`` on every request, as
+the benchmark's baseline.
 """
 
 from __future__ import annotations
@@ -16,19 +18,22 @@ import numpy as np
 from celery import shared_task
 from flask import current_app
 
-from . import model
+from . import engines, model, releases
 
 
 @lru_cache(maxsize=1)
-def _load(model_dir: str) -> model.TrainedModel:
-    trained = model.load(Path(model_dir))
-    # The first call traces the graph (~70 ms); pay for it now, not in a request.
-    model.predict_proba(trained.model, np.zeros((1, model.N_FEATURES)))
-    return trained
+def _load(model_dir: str, engine: str) -> engines.Engine:
+    served = engines.load(Path(model_dir), engine)
+    # The first call traces Keras' graph (~70 ms) or sets up ONNX Runtime's
+    # buffers; pay for it now, not in a request.
+    served.predict_proba(np.zeros((1, model.N_FEATURES)))
+    return served
 
 
-def serving_model() -> model.TrainedModel:
-    return _load(str(current_app.config["MODEL_DIR"]))
+def serving_model() -> engines.Engine:
+    # Resolved on every task: when CI/CD switches the release pointer, the
+    # cache misses once and this worker serves the new release from its next task.
+    return _load(releases.resolve(current_app.config["MODEL_DIR"]), current_app.config["MODEL_ENGINE"])
 
 
 def _answer(probabilities: np.ndarray, version: str) -> dict:
@@ -42,13 +47,13 @@ def _answer(probabilities: np.ndarray, version: str) -> dict:
 @shared_task(name="lab.predict")
 def predict(rows: list[list[float]]) -> dict:
     served = serving_model()
-    return _answer(model.predict_proba(served.model, rows), served.version)
+    return _answer(served.predict_proba(rows), served.version)
 
 
 @shared_task(name="lab.evaluate")
 def evaluate(rows: list[list[float]], labels: list[int]) -> dict:
     served = serving_model()
-    answer = _answer(model.predict_proba(served.model, rows), served.version)
+    answer = _answer(served.predict_proba(rows), served.version)
     correct = np.asarray(answer["predictions"]) == np.asarray(labels)
     answer["accuracy"] = float(correct.mean()) if len(labels) else 0.0
     return answer
@@ -57,7 +62,7 @@ def evaluate(rows: list[list[float]], labels: list[int]) -> dict:
 @shared_task(name="lab.model_info")
 def model_info() -> dict:
     served = serving_model()
-    return {**served.metadata, "served_by": f"{socket.gethostname()}:{os.getpid()}"}
+    return {**served.metadata, "engine": served.name, "served_by": f"{socket.gethostname()}:{os.getpid()}"}
 
 
 @shared_task(name="lab.noop")
