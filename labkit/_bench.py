@@ -52,15 +52,27 @@ class BenchReport:
         return {"machine": self.machine, "measures": [m.__dict__ for m in self.measures]}
 
     def markdown(self) -> str:
-        lines = ["| measure | value | ratio | target | met |", "|---|---:|---:|---|---|"]
-        for m in self.measures:
-            ratio = f"{m.ratio:.1f}x" if m.ratio is not None else ""
-            met = {True: "yes", False: "**no**", None: ""}[m.met]
-            lines.append(f"| {m.what} | {m.value:.1f} {m.unit} | {ratio} | {m.target} | {met} |")
-        return "\n".join(lines)
+        rows = [[m.what, f"{m.value:.1f} {m.unit}", ratio_text(m.ratio), m.target, met_text(m.met)]
+                for m in self.measures]
+        return markdown_table(["measure", "value", "ratio", "target", "met"], rows, right=(1, 2))
 
     def _repr_html_(self) -> str:
         return self.frame().to_html(index=False)
+
+
+def ratio_text(ratio: float | None) -> str:
+    return f"{ratio:.1f}x" if ratio is not None else ""
+
+
+def met_text(met: bool | None) -> str:
+    # A target not met is bold: it must not be overlooked in a table of numbers.
+    return {True: "yes", False: "**no**", None: ""}[met]
+
+
+def markdown_table(header: list[str], rows: list[list[str]], right: tuple[int, ...] = ()) -> str:
+    """A GitHub markdown table; the columns numbered in ``right`` are right-aligned."""
+    rule = ["---:" if i in right else "---" for i in range(len(header))]
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in [header, rule, *rows])
 
 
 def _celery_round_trips(broker_url: str, task: str, args: tuple, count: int) -> np.ndarray:
