@@ -7,47 +7,76 @@
     >>> lab.destroy()
 """
 
+from ._checks import Checks, check_environment
 from ._config import Settings
 from ._deploy import Deployment, Status, attach, deploy, deployments
 from ._errors import (
     BenchmarkError,
+    CICDError,
     CloudError,
     ConfigError,
     DeployError,
+    GradingError,
     LabkitError,
     NotDeployed,
     PredictionError,
     PrerequisiteMissing,
+    PushRejected,
     QuotaError,
     ScaleError,
     ServerNotReady,
     SSHError,
     TrainingError,
 )
+from ._compare import EngineComparison, compare_engines
 from ._progress import Step, parse as parse_markers
-from ._train import train
+from ._show import SourceFile, UserData, cloud_init, show_file
+from ._sweep import SweepResult, sweep
+from ._timing import PredictionTimes, StepTimes, compare_steps, step_times, time_predictions
+from ._train import model_card, train
+from . import cicd  # labkit.cicd.init(), .attach(): a module, so not in __all__
+from . import grading  # labkit.grading.grade(), .question_cells(): a module, so not in __all__
 
 __all__ = [
     "BenchmarkError",
+    "Checks",
+    "CICDError",
     "CloudError",
     "ConfigError",
     "DeployError",
     "Deployment",
+    "EngineComparison",
+    "GradingError",
     "LabkitError",
     "NotDeployed",
     "PredictionError",
+    "PredictionTimes",
     "PrerequisiteMissing",
+    "PushRejected",
     "QuotaError",
     "ScaleError",
-    "SSHError",
     "ServerNotReady",
     "Settings",
+    "SourceFile",
+    "SSHError",
     "Status",
     "Step",
+    "StepTimes",
+    "SweepResult",
     "TrainingError",
+    "UserData",
     "attach",
+    "check_environment",
+    "cloud_init",
+    "compare_engines",
+    "compare_steps",
     "deploy",
     "deployments",
+    "model_card",
     "parse_markers",
+    "show_file",
+    "step_times",
+    "sweep",
+    "time_predictions",
     "train",
 ]

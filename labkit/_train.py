@@ -40,3 +40,30 @@ def train(
         last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise TrainingError(f"Training failed: {last}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def model_card(model_dir: Path | None = None, settings: Settings | None = None):
+    """The trained model at a glance (a pandas Series): version, accuracy, how it was trained."""
+    import pandas as pd
+
+    from production_server.model import read_metadata
+
+    model_dir = Path(model_dir or (settings or Settings.from_env()).model_dir)
+    try:
+        meta = read_metadata(model_dir)
+    except FileNotFoundError as exc:
+        raise TrainingError(f"{exc} Then run this again.") from None
+    params = meta.get("params", {})
+    engines = ["keras"] + (["onnx"] if (model_dir / "model.onnx").is_file() else [])
+    return pd.Series({
+        "version": meta.get("version"),
+        "held-out accuracy": meta.get("accuracy"),
+        "epochs": params.get("epochs"),
+        "hidden layers": ",".join(str(h) for h in params.get("hidden", [])),
+        "seed": params.get("seed"),
+        "training rows / held-out rows": f"{meta.get('n_train')} / {meta.get('n_test')}",
+        "trained at": meta.get("trained_at"),
+        "training seconds": meta.get("train_seconds"),
+        "engines": ", ".join(engines),
+        "folder": str(model_dir),
+    }, name="the trained model")

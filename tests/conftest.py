@@ -8,6 +8,7 @@ destroyed again, also when the test fails.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -17,11 +18,13 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 @pytest.fixture(autouse=True)
-def clean_environ(monkeypatch):
-    """Tests never depend on the developer's own LABKIT_*, SERVER_* or OS_* settings."""
+def clean_environ(monkeypatch, tmp_path_factory):
+    """Tests never depend on the developer's own LABKIT_*, SERVER_* or OS_* settings,
+    nor on the choices saved in their labkit settings file."""
     for key in list(os.environ):
         if key.startswith(("LABKIT_", "SERVER_", "OS_")):
             monkeypatch.delenv(key)
+    monkeypatch.setenv("LABKIT_CONFIG", str(tmp_path_factory.getbasetemp() / "no-saved-settings.json"))
 
 
 @pytest.fixture(scope="session")
@@ -83,6 +86,36 @@ def shared_lab(tmp_path_factory, data_dir, model_dir):
         yield lab
     finally:
         lab.destroy()
+
+
+# Debian's Chromium, for the browser tests; Playwright never downloads one.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium, headless; missing pieces fail the test with the command that installs them."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("Playwright is not installed: run `pip install -e '.[test]'` (never `playwright install`).", pytrace=False)
+    if shutil.which(CHROMIUM) is None:
+        pytest.fail(f"No Chromium at {CHROMIUM}: install Debian's with `apt-get install chromium`.", pytrace=False)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 _MEASURED: list[str] = []

@@ -9,7 +9,6 @@ request is recorded, and a test fails if any of them left the deployment
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -17,35 +16,8 @@ import pytest
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # A prediction is a Celery round trip; the first one may wait for the worker to warm up.
 WAIT_MS = 30_000
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """Debian's Chromium, headless; missing pieces fail the test with the command that installs them."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("Playwright is not installed: run `pip install -e '.[test]'` (never `playwright install`).", pytrace=False)
-    if shutil.which(CHROMIUM) is None:
-        pytest.fail(f"No Chromium at {CHROMIUM}: install Debian's with `apt-get install chromium`.", pytrace=False)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture

@@ -33,3 +33,22 @@ def test_exported_members_are_defined_in_labkit():
         member = getattr(labkit, name)
         assert inspect.isfunction(member) or inspect.isclass(member), name
         assert member.__module__.startswith("labkit."), (name, member.__module__)
+
+
+def test_the_experiments_are_exported():
+    # Notebooks call these as labkit.sweep(...) and labkit.compare_engines(...).
+    assert {"sweep", "SweepResult", "compare_engines", "EngineComparison"} <= set(labkit.__all__)
+
+
+def test_grading_is_reachable_from_labkit():
+    # Instructors and the notebook author use labkit.grading.grade(...) and .question_cells(...).
+    assert {"grade", "question_cells", "check_lab", "sync_notebook"} <= set(labkit.grading.__all__)
+    assert "GradingError" in labkit.__all__
+
+
+def test_cicd_is_reachable_from_labkit():
+    # Notebooks call labkit.cicd.init(...) and .attach(...); a refused push is labkit.PushRejected.
+    missing = [name for name in labkit.cicd.__all__ if not hasattr(labkit.cicd, name)]
+    assert missing == []
+    assert {"init", "attach", "Pipeline", "PushResult"} <= set(labkit.cicd.__all__)
+    assert {"CICDError", "PushRejected"} <= set(labkit.__all__)

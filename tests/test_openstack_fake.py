@@ -112,7 +112,7 @@ def test_cli_up_on_openstack_without_credentials_says_where_they_go(tmp_path, se
 
 def test_scale_out_bake_and_deploy_faster_from_the_image(tmp_path, settings, public_key, report):
     from labkit import _cleanup
-    from labkit._timings import compare_steps
+    from labkit import compare_steps
 
     cloud = FakeCloud(tmp_path / "cloud", settings)
     lab = labkit.deploy(backend_for(cloud, public_key), name="vm", workers=1, settings=settings)

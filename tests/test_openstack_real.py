@@ -45,7 +45,7 @@ def test_a_real_worker_vm_joins_and_a_baked_image_deploys_faster(settings, monke
     from dataclasses import replace
 
     from labkit import _cleanup
-    from labkit._timings import compare_steps
+    from labkit import compare_steps
     from labkit.backends.openstack import CloudSettings, OpenStackBackend
 
     for key, value in REAL.items():

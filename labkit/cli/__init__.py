@@ -16,9 +16,9 @@ def labkit() -> None:
 
 
 def _register() -> None:
-    from . import bench, cleanup, cloud_init, down, logs, scale, status, train, up
+    from . import bake, bench, cicd, cleanup, cloud_init, down, grade, logs, scale, scale_out, status, train, up
 
-    for module in (up, status, scale, logs, down, cleanup, train, bench, cloud_init):
+    for module in (up, status, scale, scale_out, bake, logs, down, cleanup, train, bench, cloud_init, cicd, grade):
         labkit.add_command(module.command)
 
 

@@ -1,0 +1,87 @@
+"""Show the lab's files in a notebook: the cloud-init user-data, the Dockerfile, the hooks.
+
+What a student reads here is exactly what a VM or a container receives:
+rendered by the same code, checked by the same checks. Only the display
+shortens the release archive's base64 line, which is tens of kilobytes of
+noise to a reader.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import _cloudinit
+from ._config import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+SCHEMA = "cloud-config-v1.schema.json"
+LONG_LINE = 160
+
+
+def schema_path() -> Path | None:
+    """cloud-init's JSON schema: LABKIT_CLOUDINIT_SCHEMA, or the copy beside the repository."""
+    candidates = [os.environ.get("LABKIT_CLOUDINIT_SCHEMA"), REPO.parent / "shared" / "schemas" / SCHEMA]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+def _shortened(text: str) -> str:
+    return "\n".join(
+        line if len(line) <= LONG_LINE else f"{line[:80]}... ({len(line):,} characters)"
+        for line in text.splitlines()
+    )
+
+
+@dataclass(frozen=True)
+class UserData:
+    template: str
+    text: str
+    size: int  # bytes after base64, as Nova counts them
+    problems: tuple[str, ...]
+    schema: Path | None  # None: only the size and the YAML were checked
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def _repr_html_(self) -> str:
+        checked = f"cloud-init's schema ({self.schema.name}), YAML and size" if self.schema else (
+            "YAML and size only (cloud-init's schema was not found: set LABKIT_CLOUDINIT_SCHEMA to validate)")
+        verdict = ("valid" if self.ok else "<b>problems</b>: " + "; ".join(html.escape(p) for p in self.problems))
+        head = (f"<p><code>{html.escape(self.template)}</code>: {self.size:,} of {_cloudinit.USERDATA_LIMIT:,} "
+                f"bytes after base64; checked: {checked}; {verdict}.</p>")
+        return head + f"<pre style='max-height:30em;overflow:auto'>{html.escape(_shortened(self.text))}</pre>"
+
+
+def cloud_init(template: str = "single-server", workers: int = 1, settings: Settings | None = None) -> UserData:
+    """The user-data a VM would receive from ``template``, with placeholders for the secrets."""
+    settings = settings or Settings.from_env()
+    text = _cloudinit.render(template, settings.model_dir, workers=workers)
+    schema = schema_path()
+    problems = _cloudinit.check(text, json.loads(schema.read_text()) if schema else None)
+    return UserData(template, text, _cloudinit.encoded_size(text), tuple(problems), schema)
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    path: Path
+
+    @property
+    def text(self) -> str:
+        return self.path.read_text(encoding="utf-8")
+
+    def _repr_html_(self) -> str:
+        name = self.path.relative_to(REPO) if self.path.is_relative_to(REPO) else self.path
+        return f"<p><code>{html.escape(str(name))}</code></p><pre>{html.escape(self.text)}</pre>"
+
+
+def show_file(path: str | Path) -> SourceFile:
+    """A file of the lab (relative to the repository), for reading in a notebook."""
+    path = Path(path)
+    return SourceFile(path if path.is_absolute() else REPO / path)
