@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from production_server.engines import ENGINES
+
 from . import _load
 from ._bench import ROW, machine, markdown_table, met_text, ratio_text
 from ._config import Settings
@@ -24,7 +26,6 @@ from ._sweep import worker_rss_mb
 if TYPE_CHECKING:
     import pandas as pd
 
-ENGINES = ("keras", "onnx")
 # Issue 4: seconds until the scaled-up workers answer, and how much less memory onnx should need.
 SCALE_UP_LIMIT_S = {"keras": 10.0, "onnx": 3.0}
 RSS_RATIO_TARGET = 3.0

@@ -52,9 +52,13 @@ def local_runner(argv: list[str], timeout: float) -> Result:
     return Result(done.returncode, done.stdout, done.stderr, time.monotonic() - start)
 
 
-def ssh_runner(ssh) -> Runner:
-    """A runner that runs the commands on the other end of an ``_ssh.SSH`` connection."""
-    return lambda argv, timeout: ssh.run(shlex.join(argv), timeout=timeout)
+def ssh_runner(ssh, sudo: bool = False) -> Runner:
+    """A runner that runs the commands on the other end of an ``_ssh.SSH`` connection.
+
+    ``sudo``: a cloud image's default user is not in the docker group.
+    """
+    prefix = "sudo " if sudo else ""
+    return lambda argv, timeout: ssh.run(prefix + shlex.join(argv), timeout=timeout)
 
 
 @dataclass(frozen=True)

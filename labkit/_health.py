@@ -50,6 +50,7 @@ def wait_or_raise(
     timeout: float,
     error: type[Exception],
     still_starting: Callable[[], None] = lambda: None,
+    advice: str = "See `labkit logs`; raise LABKIT_START_TIMEOUT on a slow machine.",
 ) -> dict:
     """``wait_for_workers``, raising ``error`` with what a student should do when time runs out."""
     try:
@@ -57,5 +58,5 @@ def wait_or_raise(
     except TimeoutError as exc:
         raise error(
             f"The server did not report {workers} worker(s) within {timeout:.0f} s "
-            f"(last answer: {exc.args[0]}). See `labkit logs`; raise LABKIT_START_TIMEOUT on a slow machine."
+            f"(last answer: {exc.args[0]}). {advice}"
         ) from None

@@ -366,3 +366,33 @@ def test_the_backend_is_registered_and_offered_by_the_cli():
     help_text = CliRunner().invoke(root, ["up", "--help"]).output
     assert "docker" in help_text
     assert _compose.project_name("task-2") == "labkit-task-2"
+
+
+def test_a_task_2_vm_scales_its_worker_containers_over_ssh_with_sudo():
+    from labkit.backends.openstack import ComposeOverSSH
+
+    logs = Result(0, "worker-1  | connected to amqp://lab-x:s3cret-pw@rabbit:5672//\n", "", 0.1)
+    ssh = RecordingSSH({"logs": logs})
+    services = ComposeOverSSH(ssh, "lab", secrets=("s3cret-pw",))
+    services.scale_workers(1, 3)
+    assert ssh.commands[0] == ("sudo docker compose --project-name labkit-lab --file "
+                               "/opt/labkit/app/production_server/compose.yaml --env-file /etc/labkit/compose.env "
+                               "up --detach --no-build --no-recreate --scale worker=3")
+    shown = "\n".join(services.logs(20).values())
+    assert "connected to" in shown and "s3cret-pw" not in shown
+    with pytest.raises(labkit.ScaleError, match="single-server"):
+        services.seal()
+
+
+def test_the_onnx_engine_reaches_the_containers_through_the_env_file(fake_docker, settings):
+    fake_docker.replay(*engine_ok())
+    quick = labkit.Settings(**{**settings.__dict__, "start_timeout": 0.5, "engine": "onnx"})
+    run = RunDir(quick.deployments_dir, "onnx")
+    try:
+        with pytest.raises(DeployError, match="did not report"):
+            DockerBackend().up(run, quick, 1, Progress(5, "t", "off"))
+        env = (run.path / "compose" / ".env").read_text()
+        assert "MODEL_ENGINE=onnx" in env.splitlines()
+        assert "onnxruntime" in (run.path / "compose" / "production_server" / "requirements.txt").read_text()
+    finally:
+        run.remove()

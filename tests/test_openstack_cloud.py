@@ -547,6 +547,16 @@ def test_a_name_that_does_not_exist_lists_the_names_that_do(catalog, cloud, args
     assert expected in str(caught.value)
 
 
+def test_choices_for_the_setup_form_list_names_a_student_can_pick(catalog, cloud):
+    # Nova wraps each key pair of a listing in {"keypair": ...} (compute API reference, os-keypairs).
+    catalog.on("GET", re.compile(rf"{COMPUTE}/os-keypairs(\?.*)?$"), json={"keypairs": [
+        {"keypair": {"name": "labkit", "public_key": PUBLIC_KEY, "fingerprint": "SHA256:a", "type": "ssh"}},
+        {"keypair": {"name": "laptop", "public_key": PUBLIC_KEY, "fingerprint": "SHA256:b", "type": "ssh"}}]})
+    choices = cloud.choices()
+    assert choices == {"images": ["Debian 12", "Ubuntu 24.04"], "flavors": ["m1.small", "m1.large"],
+                       "networks": ["private"], "keypairs": ["labkit", "laptop"]}
+
+
 # -- keypair, security group ---------------------------------------------------------------
 def test_keypair_is_uploaded_when_missing(fake, cloud):
     fake.on("GET", f"{COMPUTE}/os-keypairs/labkit-alice", **nova_error(404, "Keypair labkit-alice not found."))

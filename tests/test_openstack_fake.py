@@ -183,3 +183,28 @@ def test_scale_out_bake_and_deploy_faster_from_the_image(tmp_path, settings, pub
     left = _cleanup.find(cloud, OWNER)
     assert not left.servers and not left.floating_ips and not left.images
     assert not list((tmp_path / "cloud" / "vms" / "deployments").glob("vm-*/state.json"))
+
+
+# -- Task 2 on a VM: the docker-server template ----------------------------------
+def test_the_vm_template_is_a_setting_with_a_clear_error():
+    assert CloudSettings.from_env({"LABKIT_OS_TEMPLATE": "docker-server"}).template == "docker-server"
+    assert CloudSettings.from_env({}).template == "single-server"
+    with pytest.raises(labkit.ConfigError, match="single-server, docker-server"):
+        CloudSettings(template="kubernetes")
+
+
+def test_a_task_2_deployment_is_driven_by_compose_and_has_no_worker_vms(tmp_path):
+    from labkit._progress import Progress
+    from labkit._state import RunDir
+    from labkit.backends.openstack import ComposeOverSSH, SystemdOverSSH
+
+    key = tmp_path / "id_ed25519"
+    key.write_text("not used: nothing connects in this test")
+    # A cloud without a services() of its own: the VM is reached over SSH (not opened here).
+    backend = OpenStackBackend(connect=lambda: object(), cloud_settings=CloudSettings(private_key=key))
+    state = {"name": "lab", "template": "docker-server", "floating_ip": "203.0.113.5", "server_id": "s1",
+             "broker": {"password": "pw"}, "worker_vms": [], "launch": {}}
+    assert isinstance(backend.services(state), ComposeOverSSH)
+    assert isinstance(backend.services({**state, "template": "single-server"}), SystemdOverSSH)
+    with pytest.raises(labkit.ScaleError, match="scale the worker containers"):
+        backend.scale_out(RunDir(tmp_path, "lab"), state, 1, Progress(0, "t", "off"))

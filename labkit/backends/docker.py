@@ -23,6 +23,8 @@ import tarfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+from production_server.engines import ENGINES
+
 from .. import _cloudinit, _health, _procs
 from .._compose import Compose, env_text, env_values, project_name
 from .._config import Settings
@@ -45,6 +47,7 @@ def stage(dest: Path, release: _cloudinit.Release, values: dict[str, str]) -> No
 
 class DockerBackend:
     name = "docker"
+    engines = ENGINES  # the image installs both runtimes; MODEL_ENGINE in the .env picks one
 
     def plan_steps(self, workers: int) -> list[str]:
         return [

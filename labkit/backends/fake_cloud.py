@@ -212,11 +212,14 @@ class FakeCloud:
                 self._contextualize(server_id, progress)
                 self._start_services(server_id, address, workers, progress)
             except Exception as exc:
-                stream.write(f"[labkit] step {progress.next_index()}/{progress.total}: "
-                             f"boot the fake VM FAILED ({exc})\n")
-                self._stop_services(server_id)
+                self._failed(server_id, stream, progress, "boot the fake VM", exc)
                 return
             stream.write(f"[labkit] vm-{server_id}: contextualization finished (fake cloud)\n")
+
+    def _failed(self, server_id: str, stream, progress: Progress, what: str, exc: Exception) -> None:
+        """What a real VM's step runner prints when a step fails; and nothing of it keeps running."""
+        stream.write(f"[labkit] step {progress.next_index()}/{progress.total}: {what} FAILED ({exc})\n")
+        self._stop_services(server_id)
 
     @contextlib.contextmanager
     def _console_stream(self, server_id: str, what: str):
@@ -291,9 +294,7 @@ class FakeCloud:
                 with progress.step("wait for the workers to reach the broker"):
                     self._wait_workers_ready(server_id)
             except Exception as exc:
-                stream.write(f"[labkit] step {progress.next_index()}/{progress.total}: "
-                             f"boot the fake worker VM FAILED ({exc})\n")
-                self._stop_services(server_id)
+                self._failed(server_id, stream, progress, "boot the fake worker VM", exc)
                 return
             stream.write(f"[labkit] vm-{server_id}: worker VM contextualized (fake cloud)\n")
 

@@ -34,6 +34,9 @@ CLIENT_STEPS = [
     "attach a floating IP",
 ]
 LAST_STEP = "wait for the server to answer on port 5100"
+HEALTH_TIMEOUT = 300.0  # seconds for a VM's workers to answer once its steps are done
+# The VM templates a deployment can start from, and the lab task each one is.
+TASKS = {"single-server": "task-1", "docker-server": "task-2"}
 
 
 def default_owner() -> str:
@@ -53,6 +56,7 @@ class CloudSettings:
     floating_pool: str | None = None
     allow_cidr: str = "0.0.0.0/0"  # who may reach ports 22 and 5100
     security_group: str = "labkit-server"
+    template: str = "single-server"  # Task 1; "docker-server" for Task 2 (Compose on the VM)
     owner: str = field(default_factory=default_owner)
     launch_timeout: float = 600.0
     contextualize_timeout: float = 1800.0
@@ -64,13 +68,18 @@ class CloudSettings:
         names = {
             "LABKIT_OS_IMAGE": "image", "LABKIT_OS_FLAVOR": "flavor", "LABKIT_OS_NETWORK": "network",
             "LABKIT_OS_KEYPAIR": "keypair", "LABKIT_OS_FLOATING_POOL": "floating_pool",
-            "LABKIT_OS_ALLOW_CIDR": "allow_cidr",
+            "LABKIT_OS_ALLOW_CIDR": "allow_cidr", "LABKIT_OS_TEMPLATE": "template",
         }
         changes: dict = {field: env[var] for var, field in names.items() if env.get(var)}
         if env.get("LABKIT_OS_PUBLIC_KEY"):
             changes["public_key"] = Path(env["LABKIT_OS_PUBLIC_KEY"]).expanduser()
             changes["private_key"] = changes["public_key"].with_suffix("")
         return replace(cls(), **changes)
+
+    def __post_init__(self) -> None:
+        if self.template not in TASKS:
+            raise ConfigError(f"No VM template {self.template!r}: choose one of {', '.join(TASKS)} "
+                              "(LABKIT_OS_TEMPLATE, or --template).")
 
     def read_public_key(self) -> str:
         candidates = [self.public_key] if self.public_key else [
@@ -122,7 +131,10 @@ class OpenStackBackend:
             cloud.check_credentials()
             resolved = cloud.resolve(cs.image, cs.flavor, cs.network)
             # An image labkit baked holds the installs already: the short user-data.
-            userdata = _render("single-server", settings, run.name, workers, secrets, baked=resolved.image_baked)
+            if resolved.image_baked and cs.template != "single-server":
+                raise ConfigError(f"A baked image holds the single-server stack, not {cs.template}: "
+                                  "deploy it with the single-server template, or choose a stock image.")
+            userdata = _render(cs.template, settings, run.name, workers, secrets, baked=resolved.image_baked)
         with progress.step(CLIENT_STEPS[1]):
             cloud.ensure_keypair(cs.keypair, cs.read_public_key())
             cloud.ensure_security_group(cs.security_group, cs.allow_cidr, cs.allow_cidr)
@@ -130,7 +142,7 @@ class OpenStackBackend:
         state = {
             "id": os.urandom(8).hex(), "name": run.name, "backend": self.name, "url": None,
             "created": created.isoformat(timespec="seconds"), "workers": workers,
-            "server_id": None, "floating_ip": None, "owner": cs.owner,
+            "server_id": None, "floating_ip": None, "owner": cs.owner, "template": cs.template,
             # The password stays in the private run directory: worker VMs join with it (scale_out).
             "broker": {"private": True, "url": None, "user": secrets.broker_user,
                        "password": secrets.broker_password},
@@ -145,10 +157,10 @@ class OpenStackBackend:
         run.create()
         run.write(state)
         with progress.step(CLIENT_STEPS[2]):
-            metadata = _metadata(cs.owner, run.name, created, role="server")
+            metadata = _metadata(cs.owner, run.name, created, role="server", task=TASKS[cs.template])
             server = cloud.create_server(
                 f"labkit-{run.name}", resolved.image_id, resolved.flavor_id, resolved.network_id,
-                cs.keypair, cs.security_group, userdata, metadata, tags=["labkit", "task-1"],
+                cs.keypair, cs.security_group, userdata, metadata, tags=["labkit", TASKS[cs.template]],
             )
             state["server_id"] = server.id
             run.write(state)  # recorded before waiting: `labkit down` can always find it
@@ -160,14 +172,9 @@ class OpenStackBackend:
             run.write(state)
         self._watch(server.id, progress, cs)
         with progress.step(LAST_STEP):
-            try:
-                _health.wait_for_workers(state["url"], workers, timeout=300)
-            except TimeoutError as exc:
-                raise DeployError(
-                    f"The VM finished its steps, but {state['url']}/healthz did not report {workers} "
-                    f"worker(s) within 300 s (last answer: {exc.args[0]}). Check that the security group "
-                    "lets you reach port 5100, then `labkit logs`."
-                ) from None
+            _health.wait_or_raise(state["url"], workers, HEALTH_TIMEOUT, DeployError,
+                                   advice="The VM finished its steps: check that the security group lets "
+                                          "you reach port 5100, then `labkit logs`.")
         return state
 
     def _watch(self, server_id: str, progress: Progress, cs: CloudSettings) -> None:
@@ -209,6 +216,10 @@ class OpenStackBackend:
         progress.expect(3 if vms > len(current) else 2 if vms < len(current) else 1)  # + the new VMs' own steps
         if not state.get("floating_ip"):
             raise ScaleError("The server has no address yet: wait for `labkit up` to finish, then scale out.")
+        if state.get("template", "single-server") != "single-server":
+            # Task 2's broker lives on Compose's own network and publishes no port: nothing outside can join.
+            raise ScaleError("Worker VMs join a single-server (Task 1) deployment's broker; on a Task 2 VM "
+                             "scale the worker containers with scale(n) instead.")
         if vms > len(current):
             with progress.step(f"let the lab's VMs reach the broker and launch {vms - len(current)} worker VM(s)"):
                 self.cloud.allow_broker_within_group(launch["security_group"])
@@ -247,13 +258,8 @@ class OpenStackBackend:
                 run.write(state)
         expected = state["workers"] + sum(vm["workers"] for vm in current)
         with progress.step(f"wait for {expected} worker(s) to answer"):
-            try:
-                _health.wait_for_workers(state["url"], expected, timeout=300)
-            except TimeoutError as exc:
-                raise ScaleError(
-                    f"{expected} worker(s) did not answer within 300 s (last answer: {exc.args[0]}); "
-                    "see `labkit logs`, then `labkit scale-out 0` to remove the worker VMs."
-                ) from None
+            _health.wait_or_raise(state["url"], expected, HEALTH_TIMEOUT, ScaleError,
+                                   advice="See `labkit logs`, then `labkit scale-out 0` to remove the worker VMs.")
         return state
 
     # -- bake: an image of the contextualized server ----------------------------
@@ -285,23 +291,22 @@ class OpenStackBackend:
             with progress.step("start the services again"):
                 services.unseal(state["workers"])
         with progress.step("wait for the server to answer"):
-            try:
-                _health.wait_for_workers(state["url"], state["workers"], timeout=300)
-            except TimeoutError as exc:
-                raise DeployError(
-                    f"The image {image_name} is ready, but the server did not answer again within 300 s "
-                    f"(last answer: {exc.args[0]}): see `labkit logs`."
-                ) from None
+            _health.wait_or_raise(state["url"], state["workers"], HEALTH_TIMEOUT, DeployError,
+                                   advice="The image is ready; see `labkit logs` for why the server "
+                                          "did not come back.")
         return image
 
     # -- the VM's services ----------------------------------------------------
     def services(self, state: dict):
-        """The VM's service manager: systemd over SSH, or the fake cloud's own."""
+        """The VM's service manager: systemd (Task 1) or Compose (Task 2) over SSH, or the fake cloud's own."""
         if hasattr(self.cloud, "services"):
             return self.cloud.services(state["server_id"])
         from .._ssh import SSH
 
-        return SystemdOverSSH(SSH(state["floating_ip"], key_file=self.cloud_settings.private_key))
+        ssh = SSH(state["floating_ip"], key_file=self.cloud_settings.private_key)
+        if state.get("template") == "docker-server":
+            return ComposeOverSSH(ssh, state["name"], secrets=(state["broker"].get("password") or "",))
+        return SystemdOverSSH(ssh)
 
     def scale(self, run: RunDir, state: dict, workers: int) -> dict:
         if not state.get("floating_ip"):
@@ -315,13 +320,8 @@ class OpenStackBackend:
         self.services(state).scale_workers(state["workers"], workers)
         state["workers"] = workers
         run.write(state)
-        try:
-            _health.wait_for_workers(state["url"], workers, timeout=300)
-        except TimeoutError as exc:
-            raise ScaleError(
-                f"{workers} worker(s) did not answer within 300 s (last answer: {exc.args[0]}); "
-                "see `labkit logs`."
-            ) from None
+        _health.wait_or_raise(state["url"], workers, HEALTH_TIMEOUT, ScaleError,
+                               advice="See `labkit logs`.")
         return state
 
     def processes(self, state: dict) -> list[dict]:
@@ -373,13 +373,38 @@ def _render(template: str, settings: Settings, deployment: str, workers: int, se
     return userdata
 
 
-def _metadata(owner: str, deployment: str, created: datetime, role: str) -> dict[str, str]:
+def _metadata(owner: str, deployment: str, created: datetime, role: str, task: str = "task-1") -> dict[str, str]:
     return {
-        "labkit-owner": owner, "labkit-task": "task-1", "labkit-deployment": deployment,
+        "labkit-owner": owner, "labkit-task": task, "labkit-deployment": deployment,
         "labkit-role": role, "labkit-created": created.isoformat(timespec="seconds"),
         # A reminder for whoever lists the project's servers: nobody should pay for a forgotten VM.
         "labkit-expires": (created + timedelta(days=1)).isoformat(timespec="seconds"),
     }
+
+
+class ComposeOverSSH:
+    """Task 2's VM: the Compose project docker-server.yaml.j2 started, driven over SSH.
+
+    The same command lines as the docker backend (``_compose.Compose``, tested
+    against recorded Compose output), run with sudo: the image's default user
+    is not in the docker group. Verified only on paper: no VM boots here.
+    """
+
+    def __init__(self, ssh, deployment: str, secrets: tuple[str, ...] = ()):
+        from .._compose import Compose, ssh_runner
+
+        self.compose = Compose.for_vm(deployment, ssh_runner(ssh, sudo=True), tuple(s for s in secrets if s))
+
+    def scale_workers(self, current: int, target: int) -> None:
+        # Compose starts or stops containers until `target` run; stop is Celery's warm shutdown.
+        self.compose.scale(target, timeout=600)
+
+    def logs(self, lines: int) -> dict[str, str]:
+        return self.compose.logs(lines)
+
+    def seal(self, *_args, **_kwargs) -> None:
+        raise ScaleError("Baking works for the single-server (Task 1) stack; a Task 2 VM's image is the "
+                         "container image itself: deploy it again instead.")
 
 
 class SystemdOverSSH:

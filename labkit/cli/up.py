@@ -1,6 +1,7 @@
 import click
 from production_server.engines import ENGINES
 
+from ..backends import NAMES
 from ._options import name_option
 
 
@@ -11,26 +12,29 @@ def _cloud_option(name: str, variable: str, help: str):
 
 @click.command("up")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 16), help="Celery workers to start.")
-@click.option("--backend", type=click.Choice(["local", "openstack", "docker"]), envvar="LABKIT_BACKEND", show_envvar=True,
-              default="local", show_default=True, help="Where to deploy.")
-@click.option("--engine", type=click.Choice(ENGINES), envvar="LABKIT_ENGINE", show_envvar=True, default="keras",
-              show_default=True, help="What the workers run the model with (onnx: ONNX Runtime, no TensorFlow).")
+# No click defaults for these two: labkit's own settings (environment, then the file 00-setup saves) decide.
+@click.option("--backend", type=click.Choice(NAMES), envvar="LABKIT_BACKEND", show_envvar=True, default=None,
+              help="Where to deploy (default: your saved choice, else local).")
+@click.option("--engine", type=click.Choice(ENGINES), envvar="LABKIT_ENGINE", show_envvar=True, default=None,
+              help="What the workers run the model with (onnx: ONNX Runtime, no TensorFlow; default keras).")
 @_cloud_option("image", "LABKIT_OS_IMAGE", "Image name, e.g. 'Ubuntu 24.04'")
 @_cloud_option("flavor", "LABKIT_OS_FLAVOR", "Flavor name")
 @_cloud_option("network", "LABKIT_OS_NETWORK", "The project's network")
 @_cloud_option("keypair", "LABKIT_OS_KEYPAIR", "Key pair name on the cloud")
+@_cloud_option("template", "LABKIT_OS_TEMPLATE", "The VM: single-server (Task 1) or docker-server (Task 2)")
 @name_option
-def command(workers: int, backend: str, engine: str, image, flavor, network, keypair, name: str) -> None:
+def command(workers: int, backend: str | None, engine: str | None, image, flavor, network, keypair, template,
+            name: str) -> None:
     """Start the production server and wait until it answers."""
     import labkit
 
-    target = backend
-    if backend == "openstack":
+    target = backend or labkit.Settings.from_env().backend
+    if target == "openstack":
         from dataclasses import replace
 
         from labkit.backends.openstack import CloudSettings, OpenStackBackend
 
-        chosen = {"image": image, "flavor": flavor, "network": network, "keypair": keypair}
+        chosen = {"image": image, "flavor": flavor, "network": network, "keypair": keypair, "template": template}
         settings = replace(CloudSettings.from_env(), **{k: v for k, v in chosen.items() if v})
         target = OpenStackBackend(cloud_settings=settings)
     lab = labkit.deploy(target, name=name, workers=workers, engine=engine)
