@@ -51,8 +51,10 @@ if [ ! -f "$model_dir/metadata.json" ]; then
 fi
 
 if [ "$start_lab" -eq 1 ]; then
-  say "starting JupyterLab on notebooks/ (local backend; stop it with Ctrl-C)"
-  export LABKIT_BACKEND="${LABKIT_BACKEND:-local}"
-  exec .venv/bin/jupyter lab notebooks/
+  say "starting JupyterLab on notebooks/ (open 00-setup.ipynb; stop it with Ctrl-C)"
+  # The backend is the one 00-setup saves (local until you choose another); no variable here would override it.
+  root_flag=()
+  [ "$(id -u)" -eq 0 ] && root_flag=(--allow-root)  # a container or a CI machine; never needed as a user
+  exec .venv/bin/jupyter lab "${root_flag[@]}" notebooks/
 fi
 say "ready"
