@@ -29,16 +29,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# 2. The virtual environment, reinstalled only when pyproject.toml changed.
+# 2. The virtual environment, reinstalled only when pyproject.toml or the server's pins changed.
 if [ ! -x .venv/bin/python ]; then
   say "creating .venv"
   python3 -m venv .venv
 fi
-stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+stamp=".venv/.installed-$(cat pyproject.toml production_server/requirements.txt | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   say "installing the project and its dependencies into .venv (TensorFlow is large: a few minutes)"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[test]"
+  # The server's pins as constraints: labkit's local backend runs exactly what a VM or container installs.
+  .venv/bin/python -m pip install -q -e ".[test]" -c production_server/requirements.txt
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
