@@ -37,6 +37,11 @@ def celery_config(app: Flask) -> dict:
         # The web must not wait for a broker that is down: a couple of tries,
         # then a 503. (worker.py lets the workers retry forever instead.)
         "broker_connection_max_retries": 2,
+        # Opening a connection (a gunicorn process's first publish, or one after the
+        # broker went away) otherwise waits 2 s between tries: measured, every other
+        # 503 took 2.05 s instead of 0.25 s. The same quick give-up as publishing.
+        "broker_transport_options": {"max_retries": 1, "interval_start": 0, "interval_step": 0.2,
+                                     "interval_max": 0.2},
         "task_publish_retry_policy": {
             "max_retries": 2,
             "interval_start": 0,

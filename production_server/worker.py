@@ -16,6 +16,7 @@ flask_app = create_app()
 celery_app = flask_app.extensions["celery"]
 # A worker outlives a broker outage: it keeps reconnecting until the broker is back.
 celery_app.conf.broker_connection_max_retries = None
+celery_app.conf.broker_transport_options = {}  # kombu's own patient reconnection, not the web's quick give-up
 
 
 def _preload() -> None:
