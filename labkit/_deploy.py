@@ -234,12 +234,15 @@ def deploy(
 
     ``engine`` (default: ``settings.engine``, "keras") is what the workers
     run the model with: "keras" or "onnx" (ONNX Runtime, no TensorFlow).
+    ``progress`` (default: ``settings.progress``) is "auto", "bar", "lines" or "off".
     If a deployment with this name already runs, it is returned as it is:
     calling ``deploy`` twice never starts a second stack.
     """
     settings = settings or Settings.from_env()
     if engine is not None:
         settings = replace(settings, engine=engine)
+    if progress is not None:
+        settings = replace(settings, progress=progress)
     backend_impl = backend if backend is not None and not isinstance(backend, str) else backends.get(
         backend or settings.backend)
     if settings.engine not in getattr(backend_impl, "engines", ("keras",)):

@@ -268,3 +268,10 @@ def test_a_prefork_worker_serves_with_the_model_loaded_in_each_child(settings):
     finally:
         _procs.stop(proc)
         lab.destroy()
+
+
+def test_deploy_takes_its_progress_display_from_the_argument(deployment_factory, capsys):
+    # The settings say "lines"; the argument wins, so this deployment prints no step lines.
+    lab = deployment_factory(workers=1, name="quiet", progress="off")
+    assert "[labkit] step" not in capsys.readouterr().out
+    assert [step.what for step in lab.steps][:1] == ["check prerequisites"]
