@@ -225,4 +225,8 @@ def test_cli_lists_and_renders(model_dir, tmp_path, monkeypatch):
     out = tmp_path / "user-data.yaml"
     assert main(["cloud-init", "render", "single-server", "--out", str(out), "--schema", str(SCHEMA_FILE)]) == 0
     assert out.read_text().startswith("#cloud-config\n")
+    baked = tmp_path / "baked.yaml"
+    assert main(["cloud-init", "render", "single-server", "--baked", "--out", str(baked),
+                 "--schema", str(SCHEMA_FILE)]) == 0
+    assert baked.stat().st_size < out.stat().st_size / 4  # no release, no installs
     assert main(["cloud-init", "render", "no-such-template"]) == 1

@@ -25,13 +25,14 @@ def list_templates() -> None:
 @click.option("--broker-host", default="BROKER_HOST", show_default=True, help="The server's private address (worker template).")
 @click.option("--schema", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="cloud-init's JSON schema (cloud-config-v1.schema.json) to validate against.")
-def render(template: str, out: Path | None, workers: int, broker_host: str, schema: Path | None) -> None:
+@click.option("--baked", is_flag=True, help="The short variant for a VM booting from an image `labkit bake` made.")
+def render(template: str, out: Path | None, workers: int, broker_host: str, schema: Path | None, baked: bool) -> None:
     """Render TEMPLATE with placeholders for the secrets, and check its size (and schema)."""
     import labkit
     from labkit import _cloudinit
 
     settings = labkit.Settings.from_env()
-    text = _cloudinit.render(template, settings.model_dir, workers=workers, broker_host=broker_host)
+    text = _cloudinit.render(template, settings.model_dir, workers=workers, broker_host=broker_host, baked=baked)
     problems = _cloudinit.check(text, json.loads(schema.read_text()) if schema else None)
     if out:
         out.write_text(text)
