@@ -11,7 +11,7 @@ import importlib.metadata
 import platform
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import _userconfig
@@ -19,6 +19,12 @@ from ._config import Settings
 from ._errors import LabkitError
 
 OK, PROBLEM, OPTIONAL = "ok", "problem", "optional"
+# Checks that only one backend needs, by the backend.
+ONLY_FOR = {
+    "RabbitMQ (local backend)": "local",
+    "Docker engine (docker backend)": "docker",
+    "OpenStack credentials": "openstack",
+}
 
 
 @dataclass(frozen=True)
@@ -116,16 +122,16 @@ def _model(settings: Settings) -> Check:
 
 def _docker() -> Check:
     if not shutil.which("docker"):
-        return Check("Docker engine (docker backend)", OPTIONAL, "no docker command",
+        return Check("Docker engine (docker backend)", PROBLEM, "no docker command",
                      "only needed for backend='docker'; the local backend runs the same stack")
     try:
         done = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"],
                               capture_output=True, text=True, timeout=10)
     except subprocess.TimeoutExpired:
-        return Check("Docker engine (docker backend)", OPTIONAL, "`docker info` did not answer in 10 s",
+        return Check("Docker engine (docker backend)", PROBLEM, "`docker info` did not answer in 10 s",
                      "only needed for backend='docker'")
     if done.returncode != 0 or not done.stdout.strip():
-        return Check("Docker engine (docker backend)", OPTIONAL, "the docker command finds no running engine",
+        return Check("Docker engine (docker backend)", PROBLEM, "the docker command finds no running engine",
                      "only needed for backend='docker'; start Docker, or use the local backend")
     return Check("Docker engine (docker backend)", OK, f"engine {done.stdout.strip()}")
 
@@ -141,7 +147,7 @@ def _openstack(env: dict) -> Check:
     try:
         from openstack.config import loader
     except ImportError:
-        return Check("OpenStack credentials", OPTIONAL, "openstacksdk is not installed",
+        return Check("OpenStack credentials", PROBLEM, "openstacksdk is not installed",
                      "only needed for backend='openstack': pip install openstacksdk")
     try:
         names = cloud_names(loader.OpenStackConfig(load_envvars=True))
@@ -153,7 +159,7 @@ def _openstack(env: dict) -> Check:
         return Check("OpenStack credentials", PROBLEM, f"OS_CLOUD={chosen!r} is not in clouds.yaml ({names})",
                      "choose one of the listed clouds in 00-setup, or fix clouds.yaml")
     if not names:
-        return Check("OpenStack credentials", OPTIONAL, "no clouds.yaml entry and no OS_* variables",
+        return Check("OpenStack credentials", PROBLEM, "no clouds.yaml entry and no OS_* variables",
                      "only needed for backend='openstack': download clouds.yaml from your dashboard")
     return Check("OpenStack credentials", OK, "clouds: " + ", ".join(names) + (f" (chosen: {chosen})" if chosen else ""))
 
@@ -166,10 +172,9 @@ def check_environment(settings: Settings | None = None, docker: bool = True) -> 
     if docker:
         checks.append(_docker())
     checks.append(_openstack(env))
-    backend = settings.backend
-    needed = {"docker": "Docker engine (docker backend)", "openstack": "OpenStack credentials"}.get(backend)
-    # What only one backend needs is a problem exactly when that backend is the chosen one.
+    # What only one backend needs is a problem only when that backend is the chosen one.
     return Checks(
-        Check(c.what, PROBLEM, c.detail, c.todo) if c.what == needed and c.state == OPTIONAL else c
+        replace(c, state=OPTIONAL) if c.state == PROBLEM and ONLY_FOR.get(c.what, settings.backend) != settings.backend
+        else c
         for c in checks
     )

@@ -17,7 +17,7 @@ from pathlib import Path
 from . import _cloudinit
 from ._config import Settings
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = _cloudinit.REPO
 SCHEMA = "cloud-config-v1.schema.json"
 LONG_LINE = 160
 

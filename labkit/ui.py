@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import html
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
 import ipywidgets as w
 
 from . import _checks, _userconfig
+from ._config import Settings
 from ._errors import LabkitError
 
 BACKENDS = ("local", "docker", "openstack")
@@ -95,10 +97,8 @@ class SetupForm:
             verdict = (f"Logged in to {who.get('auth_url') or who.get('cloud')} as {who.get('username') or 'you'}, "
                        f"project {who.get('project_name') or who.get('project_id')}.")
         else:
-            checks = _checks.check_environment(docker=self.backend.value == "docker")
-            wanted = [c for c in checks if c.what != "OpenStack credentials"]
-            problems = [c for c in wanted if c.state == _checks.PROBLEM
-                        or (self.backend.value == "docker" and c.what.startswith("Docker") and c.state != _checks.OK)]
+            settings = replace(Settings.from_env(), backend=self.backend.value)
+            problems = _checks.check_environment(settings, docker=self.backend.value == "docker").problems
             if problems:
                 raise LabkitError("; ".join(f"{c.what}: {c.detail} ({c.todo})" for c in problems))
             verdict = f"Everything the {self.backend.value} backend needs is here."

@@ -35,7 +35,7 @@ def jupyterlab(tmp_path, model_dir, data_dir):
     shutil.copy(REPO / "notebooks" / "00-setup.ipynb", root)
     port = _procs.free_port()
     token = secrets.token_hex(16)
-    private = {name: tmp_path / name for name in ("config", "runtime", "data", "settings", "workspaces")}
+    private = {name: tmp_path / name for name in ("config", "runtime", "settings", "workspaces")}
     env = {key: value for key, value in os.environ.items() if not key.startswith(("LABKIT_", "JUPYTER"))}
     env.update(
         LABKIT_HOME=str(tmp_path / "home"), LABKIT_MODEL_DIR=str(model_dir), LABKIT_DATA_DIR=str(data_dir),

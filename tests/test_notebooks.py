@@ -21,7 +21,6 @@ NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 LAB = ["00-setup.ipynb", "01-single-server.ipynb", "02-docker-scaling.ipynb", "03-ci-cd.ipynb"]
 # Shorter than a student's defaults, same code paths: the widgets' defaults are overridden by name.
 CI_SETTINGS = {
-    "LABKIT_TASK1_WORKERS": "1",
     "LABKIT_SWEEP_WORKERS": "1,2",
     "LABKIT_SWEEP_CONCURRENCY": "1,4",
     "LABKIT_SWEEP_SECONDS": "1.5",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+from dataclasses import replace
 
 import pytest
 
@@ -102,8 +103,6 @@ def test_checks_name_what_is_missing_and_what_to_do(tmp_path, data_dir):
 
 
 def test_the_docker_check_is_optional_unless_docker_is_the_backend(settings):
-    from dataclasses import replace
-
     # This machine has a docker command but no engine: the real `docker info` fails here.
     row = _rows(labkit.check_environment(settings))["Docker engine (docker backend)"]
     assert row.state == "optional"
@@ -117,6 +116,8 @@ def test_the_openstack_check_reads_clouds_yaml(settings, clouds_yaml, monkeypatc
     assert "in-the-file" not in row.detail
     monkeypatch.setenv("OS_CLOUD", "typo")
     row = _rows(labkit.check_environment(settings, docker=False))["OpenStack credentials"]
+    assert row.state == "optional" and "typo" in row.detail  # the local backend does not need it
+    row = _rows(labkit.check_environment(replace(settings, backend="openstack"), docker=False))["OpenStack credentials"]
     assert row.state == "problem" and "typo" in row.detail
 
 
@@ -191,3 +192,13 @@ def test_params_take_defaults_and_environment_overrides(monkeypatch):
     assert form.value == {"epochs": 5, "hidden": "12,8", "seed": 7, "shuffle": True}
     form.inputs["seed"].value = 11
     assert form["seed"] == 11
+
+
+def test_the_test_button_names_what_the_chosen_backend_lacks(config_file, settings, monkeypatch):
+    monkeypatch.setenv("LABKIT_MODEL_DIR", str(settings.model_dir))
+    monkeypatch.setenv("LABKIT_DATA_DIR", str(settings.data_dir))
+    form = ui.setup_form()
+    assert form.test() == "Everything the local backend needs is here."
+    form.backend.value = "docker"  # this machine's docker command finds no engine
+    form.buttons[1].click()
+    assert "Docker engine" in form.message.value and "#b00020" in form.message.value
