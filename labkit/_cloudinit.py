@@ -74,15 +74,30 @@ def _add(tar: tarfile.TarFile, path: Path, arcname: str) -> None:
         tar.addfile(info, f)
 
 
+CICD_DIR = SERVER_DIR / "cicd"
+
+
+def cicd_code() -> bytes:
+    """``production_server/cicd/`` as tar.gz, to unpack into a VM's /opt/labkit/app."""
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz:
+        with tarfile.open(fileobj=gz, mode="w") as tar:
+            for path in sorted(CICD_DIR.glob("*.py")):
+                _add(tar, path, str(path.relative_to(REPO)))
+    return buffer.getvalue()
+
+
 def release(model_dir: Path) -> Release:
     """The server's code (without the vendored chart library), requirements and model, as tar.gz."""
     model_dir = Path(model_dir)
     metadata = model_dir / "metadata.json"
     if not metadata.is_file():
         raise ConfigError(f"No trained model in {model_dir}: run `labkit train` first.")
+    # Not cicd/: the hooks' code would push single-server's user-data past the 64 KiB limit, and
+    # only a deployment that sets up CI/CD needs it; `labkit cicd init` copies it to the VM.
     files = sorted(
         p for p in SERVER_DIR.rglob("*")
-        if p.is_file() and "__pycache__" not in p.parts and "vendor" not in p.parts
+        if p.is_file() and not {"__pycache__", "vendor"} & set(p.parts) and CICD_DIR not in p.parents
     )
     buffer = io.BytesIO()
     with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, compresslevel=9) as gz:

@@ -71,10 +71,11 @@ def cloud_init(template: str = "single-server", workers: int = 1, settings: Sett
 @dataclass(frozen=True)
 class SourceFile:
     path: Path
+    content: str | None = None  # a file read elsewhere (on a VM); None: read ``path`` here
 
     @property
     def text(self) -> str:
-        return self.path.read_text(encoding="utf-8")
+        return self.content if self.content is not None else self.path.read_text(encoding="utf-8")
 
     def _repr_html_(self) -> str:
         name = self.path.relative_to(REPO) if self.path.is_relative_to(REPO) else self.path

@@ -120,7 +120,7 @@ def test_init_serves_release_1_from_the_pointer_without_dropping_requests(ci, mo
     for name, script in ci.pipeline.hooks().items():
         path = base.repo / "hooks" / name
         assert path.stat().st_mode & stat.S_IXUSR
-        assert f"-m labkit.cicd.hooks {name} --config" in script
+        assert f"-m production_server.cicd.hooks {name} --config" in script.text
     assert ci.pipeline.history()[0]["action"] == "init"
     # init again for the same deployment changes nothing.
     assert labkit.cicd.init(name="cicd", settings=ci.settings).config == ci.pipeline.config
@@ -257,7 +257,7 @@ def test_releases_switch_atomically_and_roll_back_to_the_one_before(tmp_path):
 
 def test_a_dead_pointer_cannot_be_confirmed(tmp_path):
     """The confirmation fails instead of passing when nothing answers."""
-    from labkit.cicd._rollout import confirm
+    from production_server.cicd.rollout import confirm
 
     port = _procs.free_port()
     with pytest.raises(TimeoutError):

@@ -229,6 +229,22 @@ class LocalBackend:
             self._wait_for_workers(run, state, len(old), timeout)
         return state
 
+    # -- CI/CD: both sides are folders under the pipeline's own folder ---
+    def cicd_sides(self, run: RunDir, state: dict, settings: Settings, root: Path):
+        from ..cicd._hosts import LocalHost, Sides
+
+        data_dir = state.get("data_dir") or (str(settings.data_dir) if settings.data_dir else None)
+        here = LocalHost(env={"LABKIT_DATA_DIR": data_dir, "TF_CPP_MIN_LOG_LEVEL": "2"} if data_dir else {})
+        production = root / "production"
+        return Sides(
+            production=here, production_root=str(production), python=sys.executable, pythonpath=None,
+            served_model=state["model_dir"], url=state["url"], data_dir=data_dir,
+            development=here, development_dir=str(root / "development"), dev_python=sys.executable,
+            repo_url=str(production / "repo.git"),
+        )
+
+    prepare_cicd = cicd_sides  # nothing to launch or install: this machine has it all
+
     # -- look -------------------------------------------------------------
     def processes(self, state: dict) -> list[dict]:
         rows = []

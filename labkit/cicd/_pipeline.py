@@ -1,10 +1,11 @@
-"""The two sides of the CI/CD exercise, and what a student does with them.
+"""The student's side of CI/CD: set the pipeline up, retrain and push, look, roll back.
 
-    <LABKIT_HOME>/cicd/<name>/production/    the production server's side
-        repo.git/  (hooks/pre-receive, hooks/post-receive)   a bare repository
-        cicd.json  releases/  current -> releases/...  history.jsonl
-    <LABKIT_HOME>/cicd/<name>/development/   the development server's side
-        model/ (model.keras, metadata.json)  a working repository, remote "production"
+Production's side (``production_server.cicd``) runs where the server runs;
+this module drives both sides through their hosts (``_hosts``):
+
+    local backend     <LABKIT_HOME>/cicd/<name>/production/  and  .../development/
+    OpenStack         the production VM's /opt/labkit/cicd/  and  the development
+                      VM's ~/cicd, which pushes to production over SSH
 
 ``init`` sets both up for a running deployment; ``Pipeline.push`` retrains,
 commits and pushes; production's hooks do the rest.
@@ -13,34 +14,24 @@ commits and pushes; production's hooks do the rest.
 from __future__ import annotations
 
 import getpass
+import json
 import re
-import shlex
 import shutil
-import socket
-import sys
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from production_server.model import read_metadata
-from production_server.releases import Releases
+from production_server.cicd.config import DEFAULT_MIN_ACCURACY, MODEL_PATH, PipelineConfig
+from production_server.cicd.hooks import DEPLOY, GATE
+from production_server.cicd.setup import HOOK_TEXT
+from production_server.releases import HISTORY, Releases
 
-from .. import _train
 from .._config import DEFAULT_NAME, Settings
-from .._deploy import Deployment, attach as attach_deployment
-from .._errors import CICDError, PushRejected
-from . import _git, _rollout
-from ._config import CONFIG_FILE, DEFAULT_MIN_ACCURACY, MODEL_PATH, PipelineConfig
-from .hooks import DEPLOY, GATE
+from .._deploy import attach as attach_deployment
+from .._errors import CICDError, PushRejected, TrainingError
+from .._show import SourceFile
+from ._hosts import Sides, must
 
-HOOK_TEXT = {
-    "pre-receive": "the quality gate. For a push to {branch} it loads the pushed model in a\n"
-                   "# separate process and refuses the push unless the model loads, takes 8\n"
-                   "# inputs, gives probabilities and reaches the minimum accuracy in cicd.json.\n"
-                   "# Pushes to other branches are accepted and not deployed.",
-    "post-receive": "the deploy. For a push to {branch} it copies model/ into a new folder\n"
-                    "# under releases/, switches the 'current' link the workers read, and waits\n"
-                    "# until every worker serves the new version (GET /api/model).",
-}
+RECORD = "pipeline.json"  # labkit's own note of a pipeline, on the student's machine
 
 
 @dataclass(frozen=True)
@@ -59,28 +50,38 @@ class PushResult:
 class Pipeline:
     """A deployment's CI/CD: the development repository, production's hooks and releases."""
 
-    def __init__(self, config: PipelineConfig, settings: Settings):
+    def __init__(self, config: PipelineConfig, sides: Sides):
         self.config = config
-        self._settings = settings
-        self.releases = Releases(Path(config.production))
+        self.sides = sides
 
     def __repr__(self) -> str:
-        return f"<Pipeline {self.config.name!r} development={self.development}>"
+        return f"<Pipeline {self.config.name!r} development={self.sides.development.name}:{self.development}>"
 
     @property
     def development(self) -> Path:
-        return Path(self.config.development)
+        """The working repository (a folder on the development side's host)."""
+        return Path(self.sides.development_dir)
 
-    def hooks(self) -> dict[str, str]:
-        """The hook scripts production runs, by name, as they are on disk."""
-        return {name: (self.config.repo / "hooks" / name).read_text() for name in HOOK_TEXT}
+    @property
+    def releases(self) -> Releases:
+        """Production's releases, read directly: only where production is a folder on this machine."""
+        return Releases(Path(self.config.production))
+
+    def hooks(self) -> dict[str, SourceFile]:
+        """The hook scripts production runs, by name, as they are there."""
+        folder = self.config.repo / "hooks"
+        return {name: SourceFile(folder / name, self._read(folder / name)) for name in HOOK_TEXT}
 
     def push(self, epochs: int = 150, hidden: tuple[int, ...] = (12, 8), seed: int = 7,
              message: str | None = None, branch: str | None = None) -> PushResult:
-        """Retrain in the development repository, commit the model and push it to production."""
-        settings = replace(self._settings, data_dir=self._settings.data_dir or self.config.data_dir)
-        meta = _train.train(epochs=epochs, hidden=hidden, seed=seed, out=self.development / MODEL_PATH,
-                            settings=settings)
+        """Retrain on the development side, commit the model and push it to production."""
+        dev = self.sides.development
+        done = dev.run([self.sides.dev_python, "-m", "production_server.train", "--out",
+                        str(self.development / MODEL_PATH), "--epochs", str(epochs),
+                        "--hidden", ",".join(str(h) for h in hidden), "--seed", str(seed)], timeout=1800)
+        if done.code != 0:
+            raise TrainingError(f"Training failed on {dev.name}: {done.last_line()}")
+        meta = json.loads(done.out.strip().splitlines()[-1])
         message = message or (f"Retrain: {epochs} epochs, hidden {','.join(map(str, hidden))}, seed {seed} "
                               f"(held-out accuracy {meta['accuracy']:.1%})")
         return self.publish(message, branch)
@@ -88,24 +89,22 @@ class Pipeline:
     def publish(self, message: str, branch: str | None = None) -> PushResult:
         """Commit whatever is in ``model/`` now and push it (a hand-made model, say)."""
         branch = branch or self.config.branch
-        dev = self.development
-        _git.git("add", "--all", MODEL_PATH, cwd=dev)
-        if _git.git("diff", "--cached", "--quiet", cwd=dev, check=False).returncode == 0:
-            raise CICDError(f"{dev / MODEL_PATH} is the same as in the last commit: retrain with other "
-                            "parameters (or change the model), then push.")
-        _git.git("commit", "--quiet", "-m", message, cwd=dev)
-        commit = _git.text("rev-parse", "HEAD", cwd=dev)
-        done = _git.git("push", "--porcelain", "production", f"HEAD:refs/heads/{branch}", cwd=dev, check=False)
+        dev, cwd = self.sides.development, self.sides.development_dir
+        must(dev, ["git", "add", "--all", MODEL_PATH], "git add", cwd=cwd)
+        if dev.run(["git", "diff", "--cached", "--quiet"], cwd=cwd).code == 0:
+            raise CICDError(f"{self.development / MODEL_PATH} is the same as in the last commit: retrain with "
+                            "other parameters (or change the model), then push.")
+        must(dev, ["git", "commit", "--quiet", "-m", message], "git commit", cwd=cwd)
+        commit = must(dev, ["git", "rev-parse", "HEAD"], "git rev-parse", cwd=cwd).out.strip()
+        done = dev.run(["git", "push", "--porcelain", "production", f"HEAD:refs/heads/{branch}"], cwd=cwd)
         said = "\n".join(line.removeprefix("remote: ").rstrip()
-                         for line in done.stderr.decode(errors="replace").splitlines()
-                         if line.startswith("remote: "))
-        if done.returncode != 0:
+                         for line in done.err.splitlines() if line.startswith("remote: "))
+        if done.code != 0:
             rejected = re.search(rf"^{re.escape(GATE)} rejected: (.+)$", said, re.MULTILINE)
             if rejected:
                 raise PushRejected(f"Production refused the push: {rejected.group(1)}. Nothing changed there; "
                                    "retrain with other parameters and push again.", reason=rejected.group(1))
-            last = (done.stderr.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
-            raise CICDError(f"git push failed: {last}. Fix what git says, then push again.")
+            raise CICDError(f"git push failed: {done.last_line()}. Fix what git says, then push again.")
         failed = re.search(rf"^{re.escape(DEPLOY)} FAILED: (.+)$", said, re.MULTILINE)
         if failed:
             raise CICDError(f"Production accepted the push but did not go live: {failed.group(1)}")
@@ -115,7 +114,8 @@ class Pipeline:
 
     def history(self) -> list[dict]:
         """Every deploy and rollback, oldest first: release, version, accuracy, time, commit, who."""
-        return self.releases.history()
+        text = self._read(Path(self.config.production) / HISTORY, missing_ok=True)
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
 
     def history_frame(self):
         import pandas as pd
@@ -127,24 +127,52 @@ class Pipeline:
 
     def rollback(self) -> dict:
         """Serve the release before the current one again; returns its history entry."""
-        from .hooks import rollback
+        return self._production_command("rollback")
 
-        return rollback(self.config)
+    def _production_command(self, command: str, *extra: str) -> dict:
+        done = self.sides.production.run([self.sides.python, "-m", "production_server.cicd.hooks", command,
+                                          "--config", str(self.config.file), *extra], timeout=600)
+        failed = re.search(rf"^{re.escape(DEPLOY)} FAILED: (.+)$", done.out, re.MULTILINE)
+        if failed:
+            raise CICDError(failed.group(1))
+        if done.code != 0:
+            raise CICDError(f"`{command}` failed on {self.sides.production.name}: {done.last_line()}")
+        return json.loads(done.out.strip().splitlines()[-1])
+
+    def _read(self, path: Path, missing_ok: bool = False) -> str:
+        done = self.sides.production.run(["cat", str(path)], timeout=60)
+        if done.code != 0:
+            if missing_ok and "No such file" in done.err:
+                return ""
+            raise CICDError(f"Cannot read {path} on {self.sides.production.name}: {done.last_line()}")
+        return done.out
 
 
 def _root(settings: Settings, name: str) -> Path:
     return settings.home / "cicd" / name
 
 
+def _load_record(root: Path) -> PipelineConfig:
+    return PipelineConfig.from_dict(json.loads((root / RECORD).read_text())["config"])
+
+
 def attach(name: str = DEFAULT_NAME, settings: Settings | None = None) -> Pipeline:
     """The CI/CD set up for deployment ``name`` by ``init``."""
     settings = settings or Settings.from_env()
-    return Pipeline(PipelineConfig.load(_root(settings, name) / "production" / CONFIG_FILE), settings)
+    root = _root(settings, name)
+    if not (root / RECORD).is_file():
+        raise CICDError(f"No CI/CD set up for deployment {name!r}: run `labkit cicd init` first.")
+    lab = attach_deployment(name, settings)
+    config = _load_record(root)
+    if config.deployment_id != lab.state["id"]:
+        raise CICDError(f"The CI/CD of {name!r} belongs to an earlier deployment of that name: run "
+                        "`labkit cicd init` again for the one running now.")
+    return Pipeline(config, lab.backend.cicd_sides(lab.run_dir, lab.state, settings, root))
 
 
 def init(name: str = DEFAULT_NAME, min_accuracy: float = DEFAULT_MIN_ACCURACY,
          settings: Settings | None = None) -> Pipeline:
-    """Set up production's bare repository with its hooks and the development repository.
+    """Set up production's bare repository with its hooks, and the development repository.
 
     Release 1 is the model the deployment serves now; its workers are
     restarted one at a time to serve from the release pointer. Running it
@@ -154,81 +182,46 @@ def init(name: str = DEFAULT_NAME, min_accuracy: float = DEFAULT_MIN_ACCURACY,
     """
     settings = settings or Settings.from_env()
     lab = attach_deployment(name, settings)
-    if lab.backend.name != "local":
-        raise CICDError(f"CI/CD is built for the local backend only so far, not {lab.backend.name!r}: "
-                        "deploy with the local backend (`labkit up`) to do this exercise.")
+    if not hasattr(lab.backend, "prepare_cicd"):
+        raise CICDError(f"CI/CD is built for the local and OpenStack backends, not {lab.backend.name!r}: deploy "
+                        "with one of those (`labkit up`, or `labkit up --backend openstack`) for this exercise.")
     if not 0 <= min_accuracy <= 1:
         raise CICDError(f"min_accuracy={min_accuracy!r}: give a fraction between 0 and 1, e.g. 0.7.")
     root = _root(settings, name)
     state = lab.state
-    config_file = root / "production" / CONFIG_FILE
-    if config_file.is_file():
-        existing = PipelineConfig.load(config_file)
+    if (root / RECORD).is_file():
+        existing = _load_record(root)
         if existing.deployment_id == state["id"]:
-            return Pipeline(existing, settings)
+            return Pipeline(existing, lab.backend.cicd_sides(lab.run_dir, state, settings, root))
         # Left by an earlier deployment of this name (a notebook run again): set it aside, never
         # delete it, since its development repository may hold a student's work.
         root.rename(root.with_name(f"{name}-{existing.deployment_id}"))
-    # No configuration means an earlier init stopped half-way: nothing in it is a student's work yet.
+    # No record means an earlier init stopped half-way: nothing in it is a student's work yet.
     shutil.rmtree(root, ignore_errors=True)
-    config = PipelineConfig(
-        name=name, deployment_id=state["id"], url=lab.url, production=str(root / "production"),
-        development=str(root / "development"), min_accuracy=float(min_accuracy),
-        data_dir=state.get("data_dir") or (str(settings.data_dir) if settings.data_dir else None),
-        engine=state.get("engine", "keras"),
-    )
-    _setup_production(config, Path(state["model_dir"]))
-    _setup_development(config, Path(state["model_dir"]))
-    _install_hooks(config)
-    _serve_from_pointer(lab, config)
-    config.save()  # last: its presence says init finished
-    return Pipeline(config, settings)
-
-
-def _setup_production(config: PipelineConfig, model_dir: Path) -> None:
-    Path(config.production).mkdir(parents=True)
-    _git.git("init", "--quiet", "--bare", f"--initial-branch={config.branch}", str(config.repo),
-             cwd=Path(config.production))
-    releases = Releases(Path(config.production))
-    release = releases.add(model_dir, str(read_metadata(model_dir)["version"]))
-    releases.switch(release)
-
-
-def _setup_development(config: PipelineConfig, model_dir: Path) -> None:
-    dev = Path(config.development)
-    dev.mkdir(parents=True)
-    _git.git("init", "--quiet", f"--initial-branch={config.branch}", cwd=dev)
-    # Commits need an author; a lab machine often has no global git identity.
-    if _git.git("config", "user.name", cwd=dev, check=False).returncode != 0:
-        _git.git("config", "user.name", getpass.getuser(), cwd=dev)
-        _git.git("config", "user.email", f"{getpass.getuser()}@{socket.gethostname()}", cwd=dev)
-    _git.git("remote", "add", "production", str(config.repo), cwd=dev)
-    shutil.copytree(model_dir, dev / MODEL_PATH)
-    _git.git("add", MODEL_PATH, cwd=dev)
-    _git.git("commit", "--quiet", "-m", "Release 1: the model production served when CI/CD was set up", cwd=dev)
-    # Pushed before the hooks exist: this model is live already, there is nothing to gate.
-    _git.git("push", "--quiet", "production", f"HEAD:refs/heads/{config.branch}", cwd=dev)
-
-
-def _install_hooks(config: PipelineConfig) -> None:
-    for name, what in HOOK_TEXT.items():
-        hook = config.repo / "hooks" / name
-        hook.write_text(
-            "#!/bin/sh\n"
-            f"# {name}, installed by `labkit cicd init`: {what.format(branch=config.branch)}\n"
-            "# Its settings: " + str(config.file) + "\n"
-            f"exec {shlex.quote(sys.executable)} -m labkit.cicd.hooks {name} --config {shlex.quote(str(config.file))}\n"
-        )
-        hook.chmod(0o755)
-
-
-def _serve_from_pointer(lab: Deployment, config: PipelineConfig) -> None:
-    releases = Releases(Path(config.production))
-    release = releases.current()
+    root.mkdir(parents=True)
+    sides = lab.backend.prepare_cicd(lab.run_dir, state, settings, root)
+    who = getpass.getuser()
+    config = PipelineConfig(name=name, deployment_id=state["id"], url=sides.url, production=sides.production_root,
+                            min_accuracy=float(min_accuracy), data_dir=sides.data_dir,
+                            engine=state.get("engine", "keras"))
+    must(sides.production, [sides.python, "-m", "production_server.cicd.setup", "--config-json",
+                            json.dumps(asdict(config)), "--model-dir", sides.served_model, "--python", sides.python,
+                            *(["--pythonpath", sides.pythonpath] if sides.pythonpath else []), "--who", who],
+         "Setting up production's repository")
+    _clone(sides, who)
     with lab.run_dir.locked():
-        lab.backend.serve_model_from(lab.run_dir, lab.state, releases.pointer)
-    commit = _git.text("rev-parse", f"refs/heads/{config.branch}", cwd=config.repo)
-    _rollout.go_live(releases, release, url=config.url, timeout=config.confirm_timeout,
-                     entry={"action": "init", "commit": commit, "who": getpass.getuser(),
-                            "accuracy": read_metadata(release.path).get("accuracy")})
+        lab.backend.serve_model_from(lab.run_dir, state, Path(sides.pointer))
+    pipeline = Pipeline(config, sides)
+    pipeline._production_command("init", "--who", who)
+    (root / RECORD).write_text(json.dumps({"backend": lab.backend.name, "config": asdict(config)}, indent=2) + "\n")
+    return pipeline
 
+
+def _clone(sides: Sides, who: str) -> None:
+    dev, folder = sides.development, sides.development_dir
+    must(dev, ["git", "clone", "--quiet", "--origin", "production", *sides.clone_options, sides.repo_url, folder],
+         "Cloning production's repository")
+    # Commits need an author; a lab machine often has no global git identity.
+    if dev.run(["git", "config", "user.name"], cwd=folder).code != 0:
+        must(dev, ["git", "config", "user.name", who], "git config", cwd=folder)
+        must(dev, ["git", "config", "user.email", f"{who}@development"], "git config", cwd=folder)

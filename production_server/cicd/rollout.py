@@ -10,15 +10,28 @@ back to where it was.
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.error
+import urllib.request
 from datetime import datetime, timezone
 
-import httpx
+from ..releases import Release, Releases
+from . import PipelineError
 
-from production_server.releases import Release, Releases
 
-from .. import _health
-from .._errors import CICDError
+def get_json(url: str, timeout: float = 10.0) -> dict:
+    """GET ``url``'s JSON answer; {} when the server does not answer (yet)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:  # /healthz answers 503 with a JSON body while workers are short
+        try:
+            return json.loads(exc.read())
+        except ValueError:
+            return {}
+    except (OSError, ValueError):
+        return {}
 
 
 def confirm(url: str, version: str, timeout: float) -> dict[str, str]:
@@ -27,11 +40,8 @@ def confirm(url: str, version: str, timeout: float) -> dict[str, str]:
     latest: dict[str, str] = {}
     workers = 0
     while time.monotonic() < deadline:
-        workers = _health.fetch(url).get("workers", 0)
-        try:
-            answer = httpx.get(f"{url}/api/model", timeout=10).json()
-        except (httpx.HTTPError, ValueError):
-            answer = {}
+        workers = get_json(f"{url}/healthz", timeout=3).get("workers", 0)
+        answer = get_json(f"{url}/api/model")
         if "served_by" in answer:
             latest[answer["served_by"]] = answer.get("version", "?")
         serving = sorted(w for w, v in latest.items() if v == version)
@@ -52,7 +62,7 @@ def go_live(releases: Releases, release: Release, *, url: str, timeout: float, e
         if before is not None:
             releases.switch(before)
         back = f"switched back to release {before.number}" if before else "no release to switch back to"
-        raise CICDError(f"The workers did not all serve release {release.number} within {timeout:g} s "
+        raise PipelineError(f"The workers did not all serve release {release.number} within {timeout:g} s "
                         f"({exc}); {back}. See `labkit logs`, then push again.") from None
     record = {
         **entry,

@@ -1,6 +1,6 @@
 """The quality gate: may this model folder go live?
 
-``check(folder)`` runs ``python -m labkit.cicd.gate FOLDER --min-accuracy X``
+``check(folder)`` runs ``python -m production_server.cicd.gate FOLDER --min-accuracy X``
 in a process of its own, with a timeout: a broken file may crash or hang
 whatever loads it, and the hook must survive to say so. That process loads
 the model as a worker would (``production_server.model.load``) and checks, in
@@ -45,7 +45,7 @@ def check(folder: Path, min_accuracy: float, timeout: float, data_dir: str | Non
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     if data_dir:
         env["LABKIT_DATA_DIR"] = data_dir
-    cmd = [sys.executable, "-m", "labkit.cicd.gate", str(folder), "--min-accuracy", str(min_accuracy),
+    cmd = [sys.executable, "-m", "production_server.cicd.gate", str(folder), "--min-accuracy", str(min_accuracy),
            "--engine", engine]
     try:
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
@@ -110,7 +110,7 @@ def judge(folder: Path, min_accuracy: float, engine: str = "keras") -> Verdict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m labkit.cicd.gate", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m production_server.cicd.gate", description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path)
     parser.add_argument("--min-accuracy", type=float, required=True)
     parser.add_argument("--engine", default="keras", help="the engine the workers serve with (keras, onnx)")

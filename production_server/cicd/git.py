@@ -1,4 +1,4 @@
-"""Run real git, turning its failures into CICDError."""
+"""Run real git, turning its failures into PipelineError."""
 
 from __future__ import annotations
 
@@ -6,16 +6,16 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .._errors import CICDError, PrerequisiteMissing
+from . import PipelineError
 
 
 def git(*args: str, cwd: Path, check: bool = True, stdin: bytes | None = None) -> subprocess.CompletedProcess:
     if shutil.which("git") is None:
-        raise PrerequisiteMissing("git is not installed: install it (`sudo apt-get install git`), then retry.")
+        raise PipelineError("git is not installed: install it (`sudo apt-get install git`), then retry.")
     done = subprocess.run(["git", *args], cwd=cwd, input=stdin, capture_output=True)
     if check and done.returncode != 0:
         last = (done.stderr.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
-        raise CICDError(f"`git {' '.join(args)}` failed in {cwd}: {last}. Fix what git says, then retry.")
+        raise PipelineError(f"`git {' '.join(args)}` failed in {cwd}: {last}. Fix what git says, then retry.")
     return done
 
 

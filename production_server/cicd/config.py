@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from .._errors import CICDError
+from . import PipelineError
 
 CONFIG_FILE = "cicd.json"
 REPO_DIR = "repo.git"
@@ -25,9 +25,8 @@ DEFAULT_MIN_ACCURACY = 0.70
 class PipelineConfig:
     name: str
     deployment_id: str
-    url: str
-    production: str  # the production side's folder: repo.git, releases/, current, history.jsonl
-    development: str  # the student's working repository
+    url: str  # the production server as the production side reaches it
+    production: str  # this side's folder: repo.git, releases/, current, history.jsonl, cicd.json
     min_accuracy: float = DEFAULT_MIN_ACCURACY
     branch: str = DEPLOY_BRANCH
     data_dir: str | None = None
@@ -50,11 +49,16 @@ class PipelineConfig:
         os.replace(tmp, self.file)
 
     @classmethod
+    def from_dict(cls, values: dict) -> "PipelineConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    @classmethod
     def load(cls, path: Path) -> "PipelineConfig":
         try:
-            return cls(**json.loads(Path(path).read_text()))
+            return cls.from_dict(json.loads(Path(path).read_text()))
         except FileNotFoundError:
-            raise CICDError(f"No CI/CD set up at {Path(path).parent}: run `labkit cicd init` first.") from None
+            raise PipelineError(f"No CI/CD set up at {Path(path).parent}: run `labkit cicd init` first.") from None
         except (ValueError, TypeError) as exc:
-            raise CICDError(f"{path} is not a CI/CD configuration labkit wrote ({exc}): "
-                            "remove its folder and run `labkit cicd init` again.") from None
+            raise PipelineError(f"{path} is not a CI/CD configuration labkit wrote ({exc}): "
+                                "remove its folder and run `labkit cicd init` again.") from None

@@ -1,4 +1,4 @@
-"""What production's git hooks run: ``python -m labkit.cicd.hooks pre-receive|post-receive|rollback``.
+"""What production's git hooks run: ``python -m production_server.cicd.hooks pre-receive|post-receive``.
 
 git hands a hook one line per pushed branch on stdin (``old new ref``) and
 shows everything the hook prints on the pusher's terminal as ``remote: ...``.
@@ -9,9 +9,10 @@ shows everything the hook prints on the pusher's terminal as ``remote: ...``.
   exactly as it was. Other branches are accepted, and not deployed.
 * ``post-receive`` runs once the branches moved. For the deploy branch it
   copies ``model/`` into a new release folder, switches the serving pointer
-  and waits until every worker serves the new version (``_rollout.py``).
-* ``rollback`` is not a git hook: ``labkit cicd rollback`` runs it to put the
-  previous release back the same way.
+  and waits until every worker serves the new version (``rollout.py``).
+* ``init`` and ``rollback`` are not git hooks: ``labkit cicd init`` runs the
+  first to put release 1 live through the pointer, ``labkit cicd rollback``
+  the second to put the previous release back the same way.
 
 Lines the student's side reads start with ``[labkit gate]`` or ``[labkit deploy]``.
 """
@@ -20,18 +21,17 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import sys
 import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from production_server.model import read_metadata
-from production_server.releases import ReleaseError, Releases
-
-from .._errors import CICDError
-from . import _git, _rollout, gate
-from ._config import MODEL_PATH, PipelineConfig
+from ..model import read_metadata
+from ..releases import ReleaseError, Releases
+from . import PipelineError, gate, git, rollout
+from .config import MODEL_PATH, PipelineConfig
 
 ZERO = "0" * 40
 GATE = "[labkit gate]"
@@ -63,9 +63,9 @@ def say(line: str) -> None:
 
 def extract_model(repo: Path, commit: str, into: Path) -> Path:
     """The commit's ``model/`` folder, written out under ``into``."""
-    done = _git.git("archive", "--format=tar", commit, MODEL_PATH, cwd=repo, check=False)
+    done = git.git("archive", "--format=tar", commit, MODEL_PATH, cwd=repo, check=False)
     if done.returncode != 0:
-        raise CICDError(f"commit {commit[:8]} has no {MODEL_PATH}/ folder")
+        raise PipelineError(f"commit {commit[:8]} has no {MODEL_PATH}/ folder")
     with tarfile.open(fileobj=io.BytesIO(done.stdout)) as archive:
         archive.extractall(into, filter="data")
     return into / MODEL_PATH
@@ -86,7 +86,7 @@ def pre_receive(config: PipelineConfig, updates: list[Update]) -> int:
             try:
                 verdict = gate.check(extract_model(Path.cwd(), update.new, Path(tmp)), config.min_accuracy,
                                      config.gate_timeout, config.data_dir, config.engine)
-            except CICDError as exc:
+            except PipelineError as exc:
                 verdict = gate.Verdict(False, str(exc))
         if verdict.accepted:
             say(f"{GATE} accepted {verdict.version}: {verdict.reason}")
@@ -103,24 +103,37 @@ def post_receive(config: PipelineConfig, updates: list[Update]) -> int:
         if update.ref != f"refs/heads/{config.branch}" or update.deleted:
             say(f"{DEPLOY} branch {update.branch} stored at {update.new[:8]}, not deployed")
             continue
-        author = _git.text("log", "-1", "--format=%an", update.new, cwd=Path.cwd())
+        author = git.text("log", "-1", "--format=%an", update.new, cwd=Path.cwd())
         with tempfile.TemporaryDirectory(prefix="labkit-deploy-") as tmp, releases.locked():
             folder = extract_model(Path.cwd(), update.new, Path(tmp))
             metadata = read_metadata(folder)
             release = releases.add(folder, str(metadata["version"]))
             say(f"{DEPLOY} release {release.number} ({release.version}) written to {release.path}")
             try:
-                record = _rollout.go_live(
+                record = rollout.go_live(
                     releases, release, url=config.url, timeout=config.confirm_timeout,
                     entry={"action": "deploy", "commit": update.new, "who": author,
                            "accuracy": metadata.get("accuracy")},
                 )
-            except CICDError as exc:
+            except PipelineError as exc:
                 say(f"{DEPLOY} FAILED: {exc}")
                 return 1
         say(f"{DEPLOY} live: release {record['release']}, version {record['version']}, served by "
             f"{record['workers_confirmed']} worker(s) {record['seconds_to_serve']} s after the switch")
     return 0
+
+
+def go_live_first(config: PipelineConfig, who: str) -> dict:
+    """Confirm that every worker serves release 1 through the pointer, and record it."""
+    releases = Releases(Path(config.production))
+    with releases.locked():
+        release = releases.current()
+        if release is None:
+            raise PipelineError(f"{releases.pointer} points at no release: run `labkit cicd init` again.")
+        commit = git.text("rev-parse", f"refs/heads/{config.branch}", cwd=config.repo)
+        return rollout.go_live(releases, release, url=config.url, timeout=config.confirm_timeout,
+                               entry={"action": "init", "commit": commit, "who": who,
+                                      "accuracy": read_metadata(release.path).get("accuracy")})
 
 
 def rollback(config: PipelineConfig) -> dict:
@@ -130,28 +143,31 @@ def rollback(config: PipelineConfig) -> dict:
         try:
             target = releases.previous()
         except ReleaseError as exc:
-            raise CICDError(f"Cannot roll back: {exc}") from None
+            raise PipelineError(f"Cannot roll back: {exc}") from None
         earlier = [e for e in releases.history() if e.get("release") == target.number]
         entry = {"action": "rollback", "who": earlier[-1].get("who") if earlier else None,
                  "commit": earlier[-1].get("commit") if earlier else None,
                  "accuracy": earlier[-1].get("accuracy") if earlier else None}
-        return _rollout.go_live(releases, target, url=config.url, timeout=config.confirm_timeout, entry=entry)
+        return rollout.go_live(releases, target, url=config.url, timeout=config.confirm_timeout, entry=entry)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m labkit.cicd.hooks")
-    parser.add_argument("hook", choices=["pre-receive", "post-receive", "rollback"])
+    parser = argparse.ArgumentParser(prog="python -m production_server.cicd.hooks")
+    parser.add_argument("hook", choices=["pre-receive", "post-receive", "init", "rollback"])
     parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--who", default="labkit", help="init: who set the pipeline up, for the history")
     args = parser.parse_args(argv)
-    config = PipelineConfig.load(args.config)
-    if args.hook == "rollback":
-        try:
-            record = rollback(config)
-        except CICDError as exc:
-            say(f"{DEPLOY} FAILED: {exc}")
-            return 1
-        say(f"{DEPLOY} live: release {record['release']}, version {record['version']} (rollback)")
-        return 0
+    try:
+        config = PipelineConfig.load(args.config)
+        if args.hook in ("init", "rollback"):
+            record = go_live_first(config, args.who) if args.hook == "init" else rollback(config)
+            # One JSON line for labkit to read, after the line a person reads.
+            say(f"{DEPLOY} live: release {record['release']}, version {record['version']} ({record['action']})")
+            say(json.dumps(record))
+            return 0
+    except PipelineError as exc:
+        say(f"{DEPLOY} FAILED: {exc}")
+        return 1
     updates = read_updates(sys.stdin)
     return (pre_receive if args.hook == "pre-receive" else post_receive)(config, updates)
 

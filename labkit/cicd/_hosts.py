@@ -1,0 +1,121 @@
+"""Where the two sides of CI/CD live, and how labkit runs commands there.
+
+A side is a ``Host`` (this machine, or a VM over SSH) and the paths it uses on
+it. Every step of the pipeline is a command line run on one of them, the same
+for every backend: with the local backend both sides are folders on this
+machine; on OpenStack they are the production VM and a development VM.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+from .._errors import CICDError, SSHError
+
+
+@dataclass(frozen=True)
+class Done:
+    code: int
+    out: str
+    err: str
+
+    def last_line(self) -> str:
+        return (self.err.strip().splitlines() or self.out.strip().splitlines() or ["no output"])[-1]
+
+
+class Host(Protocol):
+    name: str
+
+    def run(self, argv: Sequence[str], *, cwd: str | None = None, timeout: float = 600) -> Done: ...
+
+
+def must(host: Host, argv: Sequence[str], what: str, *, cwd: str | None = None, timeout: float = 600) -> Done:
+    """Run ``argv`` on ``host``; a non-zero exit is a CICDError that says what failed, and where."""
+    done = host.run(argv, cwd=cwd, timeout=timeout)
+    if done.code != 0:
+        raise CICDError(f"{what} failed on {host.name} (exit code {done.code}): {done.last_line()}. "
+                        "Fix what it says, then retry.")
+    return done
+
+
+@dataclass
+class LocalHost:
+    """Commands run on this machine as subprocesses, with ``env`` added to labkit's environment."""
+
+    name: str = "this machine"
+    env: dict[str, str] = field(default_factory=dict)
+
+    def run(self, argv: Sequence[str], *, cwd: str | None = None, timeout: float = 600) -> Done:
+        try:
+            done = subprocess.run(list(argv), cwd=cwd, env={**os.environ, **self.env}, capture_output=True,
+                                  text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise CICDError(f"`{shlex.join(argv)[:120]}` did not finish within {timeout:g} s on {self.name}.") from None
+        except FileNotFoundError as exc:
+            raise CICDError(f"{exc.filename} is not installed on {self.name}: install it, then retry.") from None
+        return Done(done.returncode, done.stdout, done.stderr)
+
+
+@dataclass
+class SSHHost:
+    """Commands run on a VM over SSH (``labkit._ssh.SSH``), each argument quoted for the remote shell.
+
+    ``as_user`` runs them as another user of the VM through sudo: the CI/CD
+    files on the production VM belong to its ``deploy`` user, not to the
+    image's default user labkit logs in as.
+    """
+
+    ssh: object
+    name: str
+    as_user: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    def command_line(self, argv: Sequence[str], cwd: str | None = None) -> str:
+        line = shlex.join(argv)
+        if self.env:
+            line = shlex.join(["env", *(f"{k}={v}" for k, v in self.env.items())]) + " " + line
+        if cwd:
+            line = f"cd {shlex.quote(cwd)} && {line}"
+        if self.as_user:
+            line = f"sudo -u {shlex.quote(self.as_user)} -H sh -c {shlex.quote(line)}"
+        return line
+
+    def run(self, argv: Sequence[str], *, cwd: str | None = None, timeout: float = 600) -> Done:
+        try:
+            result = self.ssh.run(self.command_line(argv, cwd), timeout=timeout)
+        except SSHError as exc:
+            raise CICDError(f"{self.name}: {exc}") from exc
+        return Done(result.exit_code, result.stdout, result.stderr)
+
+
+@dataclass
+class Sides:
+    """Where production and development are for one deployment; its backend says (``cicd_sides``).
+
+    Paths are the hosts' own: on a VM they name the VM's folders.
+    """
+
+    production: Host
+    production_root: str  # cicd.json, repo.git/, releases/, current, history.jsonl
+    python: str  # an interpreter on production that imports production_server (with ``pythonpath``)
+    pythonpath: str | None
+    served_model: str  # the model folder the server serves now: release 1
+    url: str  # the server, as production's hooks reach it
+    data_dir: str | None  # the data set on production, for the gate's held-out rows
+    development: Host
+    development_dir: str  # the student's working repository
+    dev_python: str  # the development side's interpreter, which trains
+    repo_url: str  # production's repository, as the development side reaches it
+    clone_options: tuple[str, ...] = ()  # `git clone` options, e.g. the SSH key the development VM pushes with
+
+    @property
+    def pointer(self) -> str:
+        return f"{self.production_root}/current"
+
+    @property
+    def config_file(self) -> str:
+        return f"{self.production_root}/cicd.json"
