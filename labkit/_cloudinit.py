@@ -40,6 +40,7 @@ TEMPLATES = {
     "single-server": "Task 1, the whole production server on one VM, without Docker",
     "worker": "scale-out, a VM of Celery workers joining an existing server's broker",
     "docker-server": "Task 2, the production server as Docker Compose containers on one VM",
+    "development-server": "CI/CD, the development server: retrains the model and pushes it to production",
 }
 
 

@@ -28,6 +28,7 @@ import os
 import re
 import secrets
 import shutil
+import subprocess
 import sys
 import tarfile
 import threading
@@ -46,7 +47,7 @@ from .._progress import Progress
 from .._rabbitmq import Node
 from .._state import RunDir
 from .openstack_cloud import (
-    BAKED_TAG, BROKER_PORT, OWNER_KEY, PREFIX, FloatingIP, LabResources, Resolved, SecurityGroup, ServerInfo,
+    BAKED_TAG, BROKER_PORT, OWNER_KEY, PREFIX, ROLE_KEY, FloatingIP, LabResources, Resolved, SecurityGroup, ServerInfo,
 )
 
 ENV_FILE = "etc/labkit/server.env"
@@ -93,6 +94,10 @@ class FakeCloud:
     def _memory(self, server_id: str) -> Path:
         """The VM's /run: a tmpfs on a real VM, so never in a snapshot."""
         return self.root / "run" / server_id
+
+    def disk(self, server_id: str) -> Path:
+        """The folder that is this server's disk: its /opt/labkit is disk/opt/labkit."""
+        return self._disk(server_id)
 
     def _run(self, server_id: str, part: str = "") -> RunDir:
         return RunDir(self.settings.deployments_dir, f"vm-{server_id}{part}")
@@ -151,7 +156,8 @@ class FakeCloud:
         db["servers"][server_id] = {
             "name": name, "status": "BUILD", "metadata": metadata, "tags": list(tags or []),
             "security_groups": [security_group], "key_name": keypair, "address": None, "fixed_ip": fixed,
-            "image_id": image_id, "workers": _workers_in(userdata),
+            "image_id": image_id,
+            "workers": 0 if metadata.get(ROLE_KEY) == "development" else _workers_in(userdata),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         self._save(db)
@@ -161,7 +167,9 @@ class FakeCloud:
         disk.mkdir(parents=True, exist_ok=True)
         (disk / CLOUD_INIT_STATE).mkdir(parents=True, exist_ok=True)
         (disk / CLOUD_INIT_STATE / "user-data.txt").write_text(userdata)
-        if "path: /etc/systemd/system/labkit-web.service" not in userdata:
+        if metadata.get(ROLE_KEY) == "development":
+            threading.Thread(target=self._boot_development_vm, args=(server_id,), daemon=True).start()
+        elif "path: /etc/systemd/system/labkit-web.service" not in userdata:
             # A worker VM needs no floating IP: it boots at once, in the background.
             threading.Thread(target=self._boot_worker_vm, args=(server_id,), daemon=True).start()
         return self.get_server(server_id)
@@ -194,6 +202,8 @@ class FakeCloud:
         db["floating_ips"][address] = {"id": f"fip-{address}", "server_id": server_id,
                                        "owner": db["servers"][server_id]["metadata"].get(OWNER_KEY)}
         self._save(db)
+        if db["servers"][server_id]["metadata"].get(ROLE_KEY) == "development":
+            return FloatingIP(id=f"fip-{address}", address=address, status="ACTIVE")  # it booted already
         # The VM boots once it has an address; in the fake, "booting" is a local
         # deployment, started in the background so its markers arrive over time.
         threading.Thread(
@@ -297,6 +307,22 @@ class FakeCloud:
                 self._failed(server_id, stream, progress, "boot the fake worker VM", exc)
                 return
             stream.write(f"[labkit] vm-{server_id}: worker VM contextualized (fake cloud)\n")
+
+    def _boot_development_vm(self, server_id: str) -> None:
+        """The development VM: its release unpacked, and the SSH key its template makes at boot."""
+        with self._console_stream(server_id, "development VM") as stream:
+            progress = Progress(2, "fake development VM", "lines", stream=stream)
+            try:
+                self._contextualize(server_id, progress)
+                with progress.step("make the key this server pushes with"):
+                    key = self._disk(server_id) / "home/ubuntu/.ssh/labkit_deploy"
+                    key.parent.mkdir(parents=True, exist_ok=True)
+                    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "labkit-development",
+                                    "-f", str(key)], check=True, capture_output=True)
+            except Exception as exc:
+                self._failed(server_id, stream, progress, "boot the fake development VM", exc)
+                return
+            stream.write(f"[labkit] vm-{server_id}: development VM contextualized (fake cloud)\n")
 
     def _start_workers(self, server_id: str, server: dict) -> None:
         disk = self._disk(server_id)
@@ -493,6 +519,24 @@ class FakeServices:
         from .local import LocalBackend
 
         return LocalBackend().logs(self.run, self.run.read(), lines)
+
+    def install_cicd(self, code: bytes, development_key: str) -> None:
+        """As on a VM: the code unpacked into the app, the key authorised for the deploy user."""
+        disk = self.cloud._disk(self.server_id)
+        with tarfile.open(fileobj=io.BytesIO(code)) as tar:
+            tar.extractall(disk / APP_DIR, filter="data")
+        keys = disk / "var/lib/labkit-deploy/.ssh/authorized_keys"
+        keys.parent.mkdir(parents=True, exist_ok=True)
+        keys.write_text(f"restrict {development_key}\n")
+
+    def host_key(self) -> str:
+        return f"ssh-ed25519 {base64.b64encode(b'fake host key of ' + self.server_id.encode()).decode()}"
+
+    def serve_model_from(self, pointer: str, workers: int) -> None:
+        from .local import LocalBackend
+
+        with self.run.locked():
+            LocalBackend().serve_model_from(self.run, self.run.read(), Path(pointer))
 
     def seal(self, broker_user: str, workers: int) -> None:
         """Before a snapshot: stop the services, drop the broker's data, move the secrets to /run, clean cloud-init."""

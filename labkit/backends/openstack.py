@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import getpass
 import os
+import shlex
 import socket
+import sys
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
@@ -21,9 +23,10 @@ from typing import Callable
 
 from .. import _cloudinit, _health, _userconfig
 from .._config import Settings
-from .._errors import ConfigError, DeployError, LabkitError, ScaleError
+from .._errors import CICDError, ConfigError, DeployError, LabkitError, ScaleError
 from .._progress import MARKER_RE, Progress, Step, failure
 from .._state import RunDir
+from .openstack_cloud import ROLE_KEY
 
 WEB_PORT = 5100
 CLIENT_STEPS = [
@@ -37,6 +40,16 @@ LAST_STEP = "wait for the server to answer on port 5100"
 HEALTH_TIMEOUT = 300.0  # seconds for a VM's workers to answer once its steps are done
 # The VM templates a deployment can start from, and the lab task each one is.
 TASKS = {"single-server": "task-1", "docker-server": "task-2"}
+# CI/CD on the VMs (cloud-init/*.yaml.j2 put the rest there). Production's CI/CD
+# files belong to DEPLOY_USER, whose shell is git-shell: the development VM's
+# key logs in as that user, and can do nothing but push and fetch.
+DEPLOY_USER = "deploy"
+VM_APP = "/opt/labkit/app"
+VM_PYTHON = "/opt/labkit/venv/bin/python"
+VM_CICD = "/opt/labkit/cicd"
+VM_DATA = "/opt/labkit/cache/labkit"  # where single-server's "fetch the data set" step put it
+DEV_HOME = "/home/ubuntu"
+DEV_KEY = f"{DEV_HOME}/.ssh/labkit_deploy"
 
 
 def default_owner() -> str:
@@ -296,6 +309,104 @@ class OpenStackBackend:
                                           "did not come back.")
         return image
 
+    # -- CI/CD: a development VM that pushes to the server ---------------------
+    def prepare_cicd(self, run: RunDir, state: dict, settings: Settings, root: Path):
+        """Launch the development VM (once), and let it push to the server's ``deploy`` user.
+
+        The server gets production_server/cicd (left out of its user-data for
+        size), git and the ``deploy`` user with the development VM's public key;
+        the development VM gets the server's host key, read over labkit's own
+        SSH connection to the server.
+        """
+        from ..cicd._hosts import must
+
+        if state.get("template", "single-server") != "single-server":
+            raise CICDError("CI/CD delivers to a single-server (Task 1) deployment: deploy one "
+                            "(`labkit up --backend openstack --template single-server`), then run this again.")
+        if state.get("worker_vms"):
+            raise CICDError("Worker VMs serve a copy of the model of their own, which the pipeline would not "
+                            "update: remove them (`labkit scale-out 0`), then run this again.")
+        if not state.get("development_vm", {}).get("floating_ip"):
+            self._launch_development(run, state, settings)
+        sides = self.cicd_sides(run, state, settings, root)
+        dev_key = f"{self._vm_root(state['development_vm']['id'])}{DEV_KEY}.pub"
+        key = must(sides.development, ["cat", dev_key], "Reading the development VM's public key").out.strip()
+        services = self.services(state)
+        services.install_cicd(_cloudinit.cicd_code(), key)
+        known_hosts = f"{self._vm_root(state['development_vm']['id'])}{DEV_HOME}/.ssh/known_hosts"
+        entry = f"{self.cloud.private_address(state['server_id'])} {services.host_key()}"
+        must(sides.development, ["sh", "-c", 'grep -qxF "$2" "$1" 2>/dev/null || printf "%s\\n" "$2" >> "$1"',
+                                 "sh", known_hosts, entry], "Recording the server's host key")
+        return sides
+
+    def cicd_sides(self, run: RunDir, state: dict, settings: Settings, root: Path):
+        """Production is the server VM, development the development VM (folders, in the fake cloud)."""
+        from ..cicd._hosts import LocalHost, Sides, SSHHost
+
+        dev = state.get("development_vm") or {}
+        if not dev.get("floating_ip"):
+            raise CICDError("This deployment has no development VM: run `labkit cicd init` first.")
+        prod_root, dev_root = self._vm_root(state["server_id"]), self._vm_root(dev["id"])
+        prod_env = {"PYTHONPATH": f"{prod_root}{VM_APP}"}
+        dev_env = {"PYTHONPATH": f"{dev_root}{VM_APP}", "TF_CPP_MIN_LOG_LEVEL": "2"}
+        if prod_root:
+            # The fake cloud's VMs are folders here, and reach each other's folders directly.
+            data = str(self.cloud.settings.data_dir) if self.cloud.settings.data_dir else None
+            production = LocalHost("the production VM", prod_env)
+            development = LocalHost("the development VM", {**dev_env, **({"LABKIT_DATA_DIR": data} if data else {})})
+            python, url, data_dir = sys.executable, state["url"], data
+            repo_url, clone_options = f"{prod_root}{VM_CICD}/repo.git", ()
+        else:
+            from .._ssh import SSH
+
+            production = SSHHost(SSH(state["floating_ip"], key_file=self.cloud_settings.private_key),
+                                 "the production VM", as_user=DEPLOY_USER, env=prod_env)
+            development = SSHHost(SSH(dev["floating_ip"], key_file=self.cloud_settings.private_key),
+                                  "the development VM", env=dev_env)
+            python, url, data_dir = VM_PYTHON, f"http://127.0.0.1:{WEB_PORT}", VM_DATA
+            repo_url = f"{DEPLOY_USER}@{self.cloud.private_address(state['server_id'])}:{VM_CICD}/repo.git"
+            clone_options = ("-c", f"core.sshCommand=ssh -i {DEV_KEY} -o IdentitiesOnly=yes "
+                                   "-o StrictHostKeyChecking=yes")
+        return Sides(
+            production=production, production_root=f"{prod_root}{VM_CICD}", python=python,
+            pythonpath=f"{prod_root}{VM_APP}", served_model=f"{prod_root}{VM_APP}/model", url=url,
+            data_dir=data_dir, development=development, development_dir=f"{dev_root}{DEV_HOME}/cicd",
+            dev_python=python, repo_url=repo_url, clone_options=clone_options,
+        )
+
+    def serve_model_from(self, run: RunDir, state: dict, pointer: Path) -> dict:
+        """Restart the server's workers one at a time on CI/CD's release pointer."""
+        self.services(state).serve_model_from(str(pointer), state["workers"])
+        _health.wait_or_raise(state["url"], state["workers"], HEALTH_TIMEOUT, CICDError,
+                               advice="The workers did not come back on the release pointer: see `labkit logs`.")
+        state["model_dir"] = str(pointer)
+        run.write(state)
+        return state
+
+    def _vm_root(self, server_id: str) -> str:
+        """'' on a real VM; in the fake cloud, the folder that is that VM's disk."""
+        return str(self.cloud.disk(server_id)) if hasattr(self.cloud, "disk") else ""
+
+    def _launch_development(self, run: RunDir, state: dict, settings: Settings) -> None:
+        cs, launch = self.cloud_settings, state["launch"]
+        progress = Progress(3, "development VM", settings.progress)
+        with progress.step("launch the development VM"):
+            userdata = _render("development-server", Settings(model_dir=launch["model_dir"]), run.name, 1,
+                               _cloudinit.Secrets.placeholders())
+            metadata = _metadata(state["owner"], run.name, datetime.now(timezone.utc), role="development")
+            server = self.cloud.create_server(
+                f"labkit-{run.name}-dev", launch["image_id"], launch["flavor_id"], launch["network_id"],
+                launch["keypair"], launch["security_group"], userdata, metadata, tags=["labkit", "development"],
+            )
+            state["development_vm"] = {"id": server.id, "name": f"labkit-{run.name}-dev", "floating_ip": None}
+            run.write(state)  # recorded at once: `labkit down` finds it
+        with progress.step("wait for it to be ACTIVE and attach a floating IP"):
+            self.cloud.wait_active(server.id, timeout=cs.launch_timeout, poll=cs.poll)
+            state["development_vm"]["floating_ip"] = self.cloud.attach_floating_ip(server.id,
+                                                                                   pool=cs.floating_pool).address
+            run.write(state)
+        self._watch(server.id, progress, cs)
+
     # -- the VM's services ----------------------------------------------------
     def services(self, state: dict):
         """The VM's service manager: systemd (Task 1) or Compose (Task 2) over SSH, or the fake cloud's own."""
@@ -334,6 +445,10 @@ class OpenStackBackend:
             found = self.cloud.get_server(vm["id"])
             rows.append({"role": f"worker VM {vm['name']}", "id": vm["id"], "status": found.status if found else "gone",
                          "address": found.fixed_ips[0] if found and found.fixed_ips else None})
+        if dev := state.get("development_vm"):
+            found = self.cloud.get_server(dev["id"])
+            rows.append({"role": "development VM", "id": dev["id"], "status": found.status if found else "gone",
+                         "address": dev.get("floating_ip")})
         return rows
 
     def logs(self, run: RunDir, state: dict, lines: int) -> dict[str, str]:
@@ -353,8 +468,10 @@ class OpenStackBackend:
     def down(self, run: RunDir, state: dict) -> None:
         # The key pair and security group are shared by the lab's deployments:
         # `labkit cleanup` removes them with everything else.
-        for vm in state.get("worker_vms") or []:
+        for vm in [*(state.get("worker_vms") or []), *filter(None, [state.get("development_vm")])]:
             self.cloud.delete_server(vm["id"], wait=True)
+            if vm.get("floating_ip"):
+                self.cloud.release_floating_ip(vm["floating_ip"])
         for image in state.get("images") or []:
             self.cloud.delete_image(image["id"])
         if state.get("server_id"):
@@ -376,7 +493,7 @@ def _render(template: str, settings: Settings, deployment: str, workers: int, se
 def _metadata(owner: str, deployment: str, created: datetime, role: str, task: str = "task-1") -> dict[str, str]:
     return {
         "labkit-owner": owner, "labkit-task": task, "labkit-deployment": deployment,
-        "labkit-role": role, "labkit-created": created.isoformat(timespec="seconds"),
+        ROLE_KEY: role, "labkit-created": created.isoformat(timespec="seconds"),
         # A reminder for whoever lists the project's servers: nobody should pay for a forgotten VM.
         "labkit-expires": (created + timedelta(days=1)).isoformat(timespec="seconds"),
     }
@@ -460,6 +577,52 @@ class SystemdOverSSH:
             f"sudo systemctl enable --now {units}",
         ):
             self.ssh.run(command, timeout=180, check=True)
+
+    def install_cicd(self, code: bytes, development_key: str) -> None:
+        """CI/CD's production side: its code, git, and a ``deploy`` user that only the development VM's key reaches."""
+        import base64
+
+        home = f"/var/lib/labkit-{DEPLOY_USER}"
+        keys = f"{home}/.ssh/authorized_keys"
+        # `restrict`: no shell, no forwarding, no pty for this key, whatever the user's shell.
+        entry = shlex.quote(f"restrict {development_key}")
+        for command in (
+            f"echo {base64.b64encode(code).decode()} | base64 -d | sudo tar -xzf - -C {VM_APP}",
+            "command -v git >/dev/null || { sudo apt-get update -q && "
+            "sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends git; }",
+            f"id {DEPLOY_USER} >/dev/null 2>&1 || sudo useradd --system --create-home --home-dir {home} "
+            f"--shell /usr/bin/git-shell {DEPLOY_USER}",
+            f"sudo install -d -o {DEPLOY_USER} -g {DEPLOY_USER} -m 0755 {VM_CICD}",
+            f"sudo install -d -o {DEPLOY_USER} -g {DEPLOY_USER} -m 0700 {home}/.ssh",
+            f"echo {entry} | sudo tee {keys} >/dev/null && sudo chown {DEPLOY_USER}: {keys} && sudo chmod 0600 {keys}",
+        ):
+            self.ssh.run(command, timeout=300, check=True)
+
+    def host_key(self) -> str:
+        """The server's ed25519 host key, as known_hosts writes it after the address."""
+        return self.ssh.run("cat /etc/ssh/ssh_host_ed25519_key.pub", timeout=30, check=True).stdout.split("#")[0].strip()
+
+    def serve_model_from(self, pointer: str, workers: int) -> None:
+        """Point the workers at ``pointer``, one restart at a time, with one extra worker meanwhile.
+
+        The extra worker takes the queue while each of the others restarts
+        (``restart`` waits for Celery's warm shutdown: its task in hand finishes).
+        """
+        self.ssh.run(f"sudo sed -i 's|^SERVER_MODEL_DIR=.*|SERVER_MODEL_DIR={pointer}|' /etc/labkit/server.env",
+                     timeout=30, check=True)
+        extra = workers + 1
+        self.ssh.run(self._until_ready("start", extra), timeout=180, check=True)
+        for i in range(1, workers + 1):
+            self.ssh.run(self._until_ready("restart", i), timeout=180, check=True)
+        self.ssh.run(f"sudo systemctl stop labkit-worker@{extra}.service", timeout=180, check=True)
+
+    @staticmethod
+    def _until_ready(verb: str, index: int) -> str:
+        """``systemctl VERB`` a worker, then wait for Celery's " ready." line from that start on."""
+        unit = f"labkit-worker@{index}.service"
+        return (f"since=$(date '+%Y-%m-%d %H:%M:%S') && sudo systemctl {verb} {unit} && "
+                f"for i in $(seq 1 120); do sudo journalctl -q --no-pager -u {unit} --since \"$since\" | "
+                "grep -q ' ready\\.' && exit 0; sleep 1; done; exit 1")
 
     def logs(self, lines: int) -> dict[str, str]:
         cloud_init = self.ssh.run(f"sudo tail -n {lines} /var/log/cloud-init-output.log", timeout=30)

@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 PREFIX = "labkit-"
 OWNER_KEY = "labkit-owner"
 TASK_KEY = "labkit-task"
+ROLE_KEY = "labkit-role"  # server, worker, development, image
 SSH_PORT = 22
 WEB_PORT = 5100
 BROKER_PORT = 5672

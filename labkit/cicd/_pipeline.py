@@ -199,7 +199,8 @@ def init(name: str = DEFAULT_NAME, min_accuracy: float = DEFAULT_MIN_ACCURACY,
     # No record means an earlier init stopped half-way: nothing in it is a student's work yet.
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
-    sides = lab.backend.prepare_cicd(lab.run_dir, state, settings, root)
+    with lab.run_dir.locked():
+        sides = lab.backend.prepare_cicd(lab.run_dir, state, settings, root)
     who = getpass.getuser()
     config = PipelineConfig(name=name, deployment_id=state["id"], url=sides.url, production=sides.production_root,
                             min_accuracy=float(min_accuracy), data_dir=sides.data_dir,
