@@ -341,7 +341,7 @@ class OpenStackBackend:
 
     def cicd_sides(self, run: RunDir, state: dict, settings: Settings, root: Path):
         """Production is the server VM, development the development VM (folders, in the fake cloud)."""
-        from ..cicd._hosts import LocalHost, Sides, SSHHost
+        from ..cicd._hosts import LocalHost, Sides, SSHHost, git_over_ssh
 
         dev = state.get("development_vm") or {}
         if not dev.get("floating_ip"):
@@ -365,8 +365,7 @@ class OpenStackBackend:
                                   "the development VM", env=dev_env)
             python, url, data_dir = VM_PYTHON, f"http://127.0.0.1:{WEB_PORT}", VM_DATA
             repo_url = f"{DEPLOY_USER}@{self.cloud.private_address(state['server_id'])}:{VM_CICD}/repo.git"
-            clone_options = ("-c", f"core.sshCommand=ssh -i {DEV_KEY} -o IdentitiesOnly=yes "
-                                   "-o StrictHostKeyChecking=yes")
+            clone_options = git_over_ssh(DEV_KEY)
         return Sides(
             production=production, production_root=f"{prod_root}{VM_CICD}", python=python,
             pythonpath=f"{prod_root}{VM_APP}", served_model=f"{prod_root}{VM_APP}/model", url=url,

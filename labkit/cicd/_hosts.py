@@ -24,7 +24,10 @@ class Done:
     err: str
 
     def last_line(self) -> str:
-        return (self.err.strip().splitlines() or self.out.strip().splitlines() or ["no output"])[-1]
+        """What went wrong, in a line: the end of stderr, without git's generic advice after it."""
+        lines = [line.strip() for line in (self.err.strip() or self.out.strip()).splitlines() if line.strip()]
+        advice = next((i for i, line in enumerate(lines) if line.startswith("Please make sure you have")), None)
+        return " ".join(lines[:advice][-3:]) or "no output"
 
 
 class Host(Protocol):
@@ -90,6 +93,20 @@ class SSHHost:
         except SSHError as exc:
             raise CICDError(f"{self.name}: {exc}") from exc
         return Done(result.exit_code, result.stdout, result.stderr)
+
+
+def git_over_ssh(key: str, port: int = 22, known_hosts: str | None = None) -> tuple[str, ...]:
+    """`git clone` options that make the clone push over SSH with ``key`` and nothing else.
+
+    A host key that is not already in known_hosts is refused, never trusted on first use:
+    labkit records production's key on the development side before the clone.
+    """
+    command = f"ssh -i {shlex.quote(key)} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes"
+    if port != 22:
+        command += f" -p {port}"
+    if known_hosts:
+        command += f" -o UserKnownHostsFile={shlex.quote(known_hosts)}"
+    return ("-c", f"core.sshCommand={command}")
 
 
 @dataclass

@@ -205,17 +205,22 @@ def init(name: str = DEFAULT_NAME, min_accuracy: float = DEFAULT_MIN_ACCURACY,
     config = PipelineConfig(name=name, deployment_id=state["id"], url=sides.url, production=sides.production_root,
                             min_accuracy=float(min_accuracy), data_dir=sides.data_dir,
                             engine=state.get("engine", "keras"))
+    pipeline = _set_up(config, sides, who)
+    with lab.run_dir.locked():
+        lab.backend.serve_model_from(lab.run_dir, state, Path(sides.pointer))
+    pipeline._production_command("init", "--who", who)
+    (root / RECORD).write_text(json.dumps({"backend": lab.backend.name, "config": asdict(config)}, indent=2) + "\n")
+    return pipeline
+
+
+def _set_up(config: PipelineConfig, sides: Sides, who: str) -> Pipeline:
+    """Production's repository, release 1 and hooks; then the development side's clone of it."""
     must(sides.production, [sides.python, "-m", "production_server.cicd.setup", "--config-json",
                             json.dumps(asdict(config)), "--model-dir", sides.served_model, "--python", sides.python,
                             *(["--pythonpath", sides.pythonpath] if sides.pythonpath else []), "--who", who],
          "Setting up production's repository")
     _clone(sides, who)
-    with lab.run_dir.locked():
-        lab.backend.serve_model_from(lab.run_dir, state, Path(sides.pointer))
-    pipeline = Pipeline(config, sides)
-    pipeline._production_command("init", "--who", who)
-    (root / RECORD).write_text(json.dumps({"backend": lab.backend.name, "config": asdict(config)}, indent=2) + "\n")
-    return pipeline
+    return Pipeline(config, sides)
 
 
 def _clone(sides: Sides, who: str) -> None:
