@@ -146,6 +146,18 @@ def test_a_model_with_the_wrong_input_shape_is_rejected(ci):
     assert production(ci) == before
 
 
+def test_cli_init_again_shows_both_sides_and_the_hooks(ci, monkeypatch, capsys):
+    monkeypatch.setenv("LABKIT_HOME", str(ci.settings.home))
+    before = production(ci)
+    assert cli(["cicd", "init", "--name", "cicd"]) == 0
+    out = capsys.readouterr().out
+    assert f"Production repository: {ci.pipeline.config.repo} on this machine" in out
+    assert f"Development repository: {ci.pipeline.development} on this machine" in out
+    for name in ("pre-receive", "post-receive"):
+        assert f"--- {ci.pipeline.config.repo / 'hooks' / name} ---\n#!/bin/sh\n" in out
+    assert production(ci) == before
+
+
 def test_a_model_below_the_threshold_is_rejected_with_exit_code_1(ci, monkeypatch, capsys):
     monkeypatch.setenv("LABKIT_HOME", str(ci.settings.home))
     monkeypatch.setenv("LABKIT_DATA_DIR", str(ci.settings.data_dir))

@@ -20,7 +20,8 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from production_server.cicd.config import DEFAULT_MIN_ACCURACY, MODEL_PATH, PipelineConfig
+from production_server.cicd import PipelineError
+from production_server.cicd.config import CONFIG_FILE, DEFAULT_MIN_ACCURACY, MODEL_PATH, PipelineConfig
 from production_server.cicd.hooks import DEPLOY, GATE
 from production_server.cicd.setup import HOOK_TEXT
 from production_server.releases import HISTORY, Releases
@@ -152,8 +153,15 @@ def _root(settings: Settings, name: str) -> Path:
     return settings.home / "cicd" / name
 
 
-def _load_record(root: Path) -> PipelineConfig:
-    return PipelineConfig.from_dict(json.loads((root / RECORD).read_text())["config"])
+def _load_record(root: Path, legacy: bool = False) -> PipelineConfig:
+    """The pipeline labkit recorded in ``root`` (``legacy``: as labkit recorded it before pipeline.json)."""
+    try:
+        if legacy:
+            return PipelineConfig.load(root / "production" / CONFIG_FILE)
+        return PipelineConfig.from_dict(json.loads((root / RECORD).read_text())["config"])
+    except (PipelineError, ValueError, KeyError, TypeError) as exc:
+        raise CICDError(f"{root} holds a pipeline labkit cannot read ({exc}): move that folder away, then run "
+                        "`labkit cicd init` again.") from None
 
 
 def attach(name: str = DEFAULT_NAME, settings: Settings | None = None) -> Pipeline:
@@ -196,6 +204,8 @@ def init(name: str = DEFAULT_NAME, min_accuracy: float = DEFAULT_MIN_ACCURACY,
         # Left by an earlier deployment of this name (a notebook run again): set it aside, never
         # delete it, since its development repository may hold a student's work.
         root.rename(root.with_name(f"{name}-{existing.deployment_id}"))
+    elif (root / "production" / CONFIG_FILE).is_file():  # a pipeline labkit made before pipeline.json
+        root.rename(root.with_name(f"{name}-{_load_record(root, legacy=True).deployment_id}"))
     # No record means an earlier init stopped half-way: nothing in it is a student's work yet.
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)

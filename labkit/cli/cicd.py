@@ -18,10 +18,12 @@ def init(min_accuracy: float, name: str) -> None:
     import labkit
 
     pipeline = labkit.cicd.init(name=name, min_accuracy=min_accuracy)
-    click.echo(f"Production repository: {pipeline.config.repo} (serving {pipeline.releases.pointer})")
-    click.echo(f"Development repository: {pipeline.development} (remote 'production')")
-    for hook, text in pipeline.hooks().items():
-        click.echo(f"\n--- {pipeline.config.repo / 'hooks' / hook} ---\n{text.rstrip()}")
+    sides = pipeline.sides
+    click.echo(f"Production repository: {pipeline.config.repo} on {sides.production.name} "
+               f"(serving {sides.pointer})")
+    click.echo(f"Development repository: {pipeline.development} on {sides.development.name} (remote 'production')")
+    for hook in pipeline.hooks().values():
+        click.echo(f"\n--- {hook.path} ---\n{hook.text.rstrip()}")
 
 
 @command.command("push")
