@@ -185,9 +185,15 @@ class OpenStackBackend:
             run.write(state)
         self._watch(server.id, progress, cs)
         with progress.step(LAST_STEP):
-            _health.wait_or_raise(state["url"], workers, HEALTH_TIMEOUT, DeployError,
-                                   advice="The VM finished its steps: check that the security group lets "
-                                          "you reach port 5100, then `labkit logs`.")
+            try:
+                _health.wait_or_raise(state["url"], workers, HEALTH_TIMEOUT, DeployError,
+                                       advice="The VM finished its steps: check that the security group lets "
+                                              "you reach port 5100.")
+            except DeployError as exc:
+                # The failed deployment is deleted next, and `labkit logs` with it: what they say goes here.
+                logs = self.logs(run, state, 15)
+                raise DeployError(f"{exc} The end of its logs:\n" + "\n".join(
+                    f"--- {part} ---\n{text.rstrip()}" for part, text in logs.items() if text.strip())) from None
         return state
 
     def _watch(self, server_id: str, progress: Progress, cs: CloudSettings) -> None:
