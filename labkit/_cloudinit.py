@@ -71,6 +71,7 @@ def _add(tar: tarfile.TarFile, path: Path, arcname: str) -> None:
     info.uid = info.gid = 0
     info.uname = info.gname = ""
     info.mtime = 0
+    info.mode = 0o644  # not the checkout's: whoever unpacks it as root, every user of the VM must read it
     with open(path, "rb") as f:
         tar.addfile(info, f)
 

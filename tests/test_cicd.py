@@ -13,7 +13,6 @@ import stat
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import psutil
@@ -124,6 +123,9 @@ def test_a_broken_model_file_is_rejected(ci):
     with pytest.raises(labkit.PushRejected) as rejected:
         ci.pipeline.publish("a broken model file")
     assert "model.keras does not load" in rejected.value.reason
+    # Publishing again sends the refused commit again, and hears the same reason.
+    with pytest.raises(labkit.PushRejected, match="model.keras does not load"):
+        ci.pipeline.publish("the same broken model file")
     assert production(ci) == before
 
 
@@ -216,6 +218,34 @@ def test_history_lists_every_deploy(ci, monkeypatch, capsys):
 
 
 # -- the release folder alone: no deployment needed ------------------------------------
+
+def test_an_init_that_stopped_half_way_is_finished_by_the_next(ci):
+    # As if the first init had stopped after both sides were set up, before labkit recorded it.
+    record = ci.settings.home / "cicd" / "cicd" / "pipeline.json"
+    record.unlink()
+    before = production(ci)
+    again = labkit.cicd.init(name="cicd", min_accuracy=0.5, settings=ci.settings)
+    assert again.config == ci.pipeline.config  # production's own settings, not set up a second time
+    assert record.is_file()
+    after = production(ci)
+    assert (after["releases"], after["master"], after["version"]) == (
+        before["releases"], before["master"], before["version"])
+    assert after["history"] == before["history"] + 1 and again.history()[-1]["action"] == "init"
+
+
+def test_set_up_clears_an_interrupted_set_up_and_never_a_finished_one(tmp_path, model_dir):
+    from production_server.cicd import PipelineError, setup
+    from production_server.cicd.config import PipelineConfig
+
+    config = PipelineConfig(name="x", deployment_id="d", url="http://127.0.0.1:9", production=str(tmp_path / "p"))
+    (tmp_path / "p" / "repo.git").mkdir(parents=True)
+    (tmp_path / "p" / "half-written").write_text("")
+    setup.create(config, model_dir)
+    assert not (tmp_path / "p" / "half-written").exists() and config.file.is_file()
+    assert [r.number for r in Releases(tmp_path / "p").all()] == [1]
+    with pytest.raises(PipelineError, match="set up already"):
+        setup.create(config, model_dir)
+
 
 def test_releases_switch_atomically_and_roll_back_to_the_one_before(tmp_path):
     model = tmp_path / "model"

@@ -34,6 +34,9 @@ def test_a_development_vm_delivers_to_the_production_vm_and_rolls_back(tmp_path,
         dev_vm = state["development_vm"]
         production, development = cloud.disk(state["server_id"]), cloud.disk(dev_vm["id"])
         assert {s.metadata["labkit-role"] for s in cloud.list_lab_resources(None).servers} == {"server", "development"}
+        # git reaches production's SSH from the lab's own VMs, whatever CIDR port 22 is open to.
+        group = state["launch"]["security_group"]
+        assert {"protocol": "tcp", "port": 22, "remote_group": group} in cloud._load()["security_groups"][group]
         assert "development VM" in [row["role"] for row in lab.status().processes]
 
         # Only the development VM's own key may log in as production's deploy user, and it knows
@@ -47,6 +50,8 @@ def test_a_development_vm_delivers_to_the_production_vm_and_rolls_back(tmp_path,
         assert f"export PYTHONPATH={production}/opt/labkit/app\n" in ci.hooks()["pre-receive"].text
         assert ci.development == development / "home/ubuntu/cicd"
         assert [e["action"] for e in ci.history()] == ["init"] and ci.history()[0]["version"] == first
+        with pytest.raises(labkit.ScaleError, match="worker VMs would keep serving the old one"):
+            lab.scale_out(1)
 
         with steady_load(lab.url) as rollout_load:
             result = ci.push(epochs=30, hidden=(8, 4), seed=7)

@@ -934,14 +934,14 @@ def test_broker_rule_admits_the_groups_members_only_and_is_added_once(fake, clou
         neutron_rule("ssh", "ingress", "IPv4", "tcp", 22, "0.0.0.0/0"),
         neutron_rule("web", "ingress", "IPv4", "tcp", 5100, "0.0.0.0/0")])])
 
-    assert cloud.allow_broker_within_group("labkit-server") is True
+    assert cloud.allow_within_group("labkit-server") is True
     [body] = [b["security_group_rule"] for b in fake.bodies("POST", "/v2.0/security-group-rules")]
     assert body == {"security_group_id": SG_ID, "direction": "ingress", "ethertype": "IPv4", "protocol": "tcp",
                     "port_range_min": 5672, "port_range_max": 5672, "remote_group_id": SG_ID,
                     "description": "labkit broker"}
     assert "remote_ip_prefix" not in body  # never a CIDR: the broker is not open to the world
 
-    assert cloud.allow_broker_within_group("labkit-server") is False
+    assert cloud.allow_within_group("labkit-server") is False
     # The next deployment's ensure_security_group keeps the rule and adds nothing.
     again = cloud.ensure_security_group("labkit-server", ssh_cidr="0.0.0.0/0", web_cidr="0.0.0.0/0")
     assert (again.rules_added, again.rules_removed) == (0, 0)
@@ -954,7 +954,7 @@ def test_broker_rule_admits_the_groups_members_only_and_is_added_once(fake, clou
 def test_broker_rule_without_the_group_says_deploy_first(fake, cloud):
     SecurityGroups(fake)
     with pytest.raises(labkit.CloudError, match="found 0: deploy the server first"):
-        cloud.allow_broker_within_group("labkit-server")
+        cloud.allow_within_group("labkit-server")
 
 
 def test_private_address_is_the_fixed_ipv4(fake, cloud):

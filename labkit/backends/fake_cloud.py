@@ -125,13 +125,13 @@ class FakeCloud:
         db = self._load()
         rules = [{"protocol": "tcp", "port": 22, "cidr": ssh_cidr}, {"protocol": "tcp", "port": 5100, "cidr": web_cidr}]
         created = name not in db["security_groups"]
-        # As the real adapter: the members-only broker rule survives, anything else is replaced.
+        # As the real adapter: the members-only rules survive, anything else is replaced.
         kept = [r for r in db["security_groups"].get(name, []) if r.get("remote_group") == name]
         db["security_groups"][name] = rules + kept
         self._save(db)
         return SecurityGroup(id=f"sg-{name}", name=name, ingress=rules, created=created)
 
-    def allow_broker_within_group(self, name: str, port: int = BROKER_PORT) -> bool:
+    def allow_within_group(self, name: str, port: int = BROKER_PORT) -> bool:
         db = self._load()
         if name not in db["security_groups"]:
             raise CloudError(f"Expected one security group named {name!r}, found 0: deploy the server first, then retry.")

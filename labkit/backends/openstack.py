@@ -26,7 +26,7 @@ from .._config import Settings
 from .._errors import CICDError, ConfigError, DeployError, LabkitError, ScaleError
 from .._progress import MARKER_RE, Progress, Step, failure
 from .._state import RunDir
-from .openstack_cloud import ROLE_KEY
+from .openstack_cloud import BROKER_PORT, ROLE_KEY, SSH_PORT
 
 WEB_PORT = 5100
 CLIENT_STEPS = [
@@ -235,13 +235,16 @@ class OpenStackBackend:
         progress.expect(3 if vms > len(current) else 2 if vms < len(current) else 1)  # + the new VMs' own steps
         if not state.get("floating_ip"):
             raise ScaleError("The server has no address yet: wait for `labkit up` to finish, then scale out.")
+        if state.get("development_vm") and vms:
+            raise ScaleError("CI/CD delivers new models to the server's own workers only: worker VMs would keep "
+                             "serving the old one. Scale the server's workers with scale(n) instead.")
         if state.get("template", "single-server") != "single-server":
             # Task 2's broker lives on Compose's own network and publishes no port: nothing outside can join.
             raise ScaleError("Worker VMs join a single-server (Task 1) deployment's broker; on a Task 2 VM "
                              "scale the worker containers with scale(n) instead.")
         if vms > len(current):
             with progress.step(f"let the lab's VMs reach the broker and launch {vms - len(current)} worker VM(s)"):
-                self.cloud.allow_broker_within_group(launch["security_group"])
+                self.cloud.allow_within_group(launch["security_group"], BROKER_PORT)
                 broker_host = self.cloud.private_address(state["server_id"])
                 settings = Settings(model_dir=launch["model_dir"])
                 secrets = _cloudinit.Secrets(state["broker"]["user"], state["broker"]["password"])
@@ -332,8 +335,11 @@ class OpenStackBackend:
         if state.get("worker_vms"):
             raise CICDError("Worker VMs serve a copy of the model of their own, which the pipeline would not "
                             "update: remove them (`labkit scale-out 0`), then run this again.")
-        if not state.get("development_vm", {}).get("floating_ip"):
+        if not state.get("development_vm", {}).get("ready"):
             self._launch_development(run, state, settings)
+        # git pushes from the development VM to the server's private address, whatever CIDR port 22
+        # is open to: a rule between the lab's VMs, as for the broker.
+        self.cloud.allow_within_group(state["launch"]["security_group"], SSH_PORT)
         sides = self.cicd_sides(run, state, settings, root)
         dev_key = f"{self._vm_root(state['development_vm']['id'])}{DEV_KEY}.pub"
         key = must(sides.development, ["cat", dev_key], "Reading the development VM's public key").out.strip()
@@ -350,8 +356,8 @@ class OpenStackBackend:
         from ..cicd._hosts import LocalHost, Sides, SSHHost, git_over_ssh
 
         dev = state.get("development_vm") or {}
-        if not dev.get("floating_ip"):
-            raise CICDError("This deployment has no development VM: run `labkit cicd init` first.")
+        if not dev.get("ready"):
+            raise CICDError("This deployment has no development VM ready: run `labkit cicd init` (again).")
         prod_root, dev_root = self._vm_root(state["server_id"]), self._vm_root(dev["id"])
         prod_env = {"PYTHONPATH": f"{prod_root}{VM_APP}"}
         dev_env = {"PYTHONPATH": f"{dev_root}{VM_APP}", "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -394,6 +400,12 @@ class OpenStackBackend:
 
     def _launch_development(self, run: RunDir, state: dict, settings: Settings) -> None:
         cs, launch = self.cloud_settings, state["launch"]
+        if earlier := state.pop("development_vm", None):
+            # An earlier `cicd init` stopped before its VM was ready: start again from a new one.
+            self.cloud.delete_server(earlier["id"], wait=True)
+            if earlier.get("floating_ip"):
+                self.cloud.release_floating_ip(earlier["floating_ip"])
+            run.write(state)
         progress = Progress(3, "development VM", settings.progress)
         with progress.step("launch the development VM"):
             userdata = _render("development-server", Settings(model_dir=launch["model_dir"]), run.name, 1,
@@ -411,6 +423,8 @@ class OpenStackBackend:
                                                                                    pool=cs.floating_pool).address
             run.write(state)
         self._watch(server.id, progress, cs)
+        state["development_vm"]["ready"] = True
+        run.write(state)
 
     # -- the VM's services ----------------------------------------------------
     def services(self, state: dict):
@@ -589,7 +603,7 @@ class SystemdOverSSH:
 
         home = f"/var/lib/labkit-{DEPLOY_USER}"
         keys = f"{home}/.ssh/authorized_keys"
-        # `restrict`: no shell, no forwarding, no pty for this key, whatever the user's shell.
+        # git-shell lets the key push and fetch only; `restrict` takes forwarding and a pty from it too.
         entry = shlex.quote(f"restrict {development_key}")
         for command in (
             f"echo {base64.b64encode(code).decode()} | base64 -d | sudo tar -xzf - -C {VM_APP}",
@@ -605,7 +619,7 @@ class SystemdOverSSH:
 
     def host_key(self) -> str:
         """The server's ed25519 host key, as known_hosts writes it after the address."""
-        return self.ssh.run("cat /etc/ssh/ssh_host_ed25519_key.pub", timeout=30, check=True).stdout.split("#")[0].strip()
+        return self.ssh.run("cat /etc/ssh/ssh_host_ed25519_key.pub", timeout=30, check=True).stdout.strip()
 
     def serve_model_from(self, pointer: str, workers: int) -> None:
         """Point the workers at ``pointer``, one restart at a time, with one extra worker meanwhile.
@@ -613,21 +627,25 @@ class SystemdOverSSH:
         The extra worker takes the queue while each of the others restarts
         (``restart`` waits for Celery's warm shutdown: its task in hand finishes).
         """
-        self.ssh.run(f"sudo sed -i 's|^SERVER_MODEL_DIR=.*|SERVER_MODEL_DIR={pointer}|' /etc/labkit/server.env",
-                     timeout=30, check=True)
+        line = f"SERVER_MODEL_DIR={pointer}"
+        self.ssh.run(f"sudo sed -i 's|^SERVER_MODEL_DIR=.*|{line}|' /etc/labkit/server.env && "
+                     f"sudo grep -qx '{line}' /etc/labkit/server.env", timeout=30, check=True)
         extra = workers + 1
-        self.ssh.run(self._until_ready("start", extra), timeout=180, check=True)
-        for i in range(1, workers + 1):
-            self.ssh.run(self._until_ready("restart", i), timeout=180, check=True)
-        self.ssh.run(f"sudo systemctl stop labkit-worker@{extra}.service", timeout=180, check=True)
+        try:
+            self.ssh.run(self._until_ready(extra), timeout=180, check=True)
+            for i in range(1, workers + 1):
+                self.ssh.run(self._until_ready(i), timeout=180, check=True)
+        finally:
+            self.ssh.run(f"sudo systemctl stop labkit-worker@{extra}.service", timeout=180, check=True)
 
     @staticmethod
-    def _until_ready(verb: str, index: int) -> str:
-        """``systemctl VERB`` a worker, then wait for Celery's " ready." line from that start on."""
+    def _until_ready(index: int) -> str:
+        """(Re)start a worker, then wait for Celery's " ready." line from that start on; or show its journal."""
         unit = f"labkit-worker@{index}.service"
-        return (f"since=$(date '+%Y-%m-%d %H:%M:%S') && sudo systemctl {verb} {unit} && "
+        return (f"since=$(date '+%Y-%m-%d %H:%M:%S') && sudo systemctl restart {unit} && "
                 f"for i in $(seq 1 120); do sudo journalctl -q --no-pager -u {unit} --since \"$since\" | "
-                "grep -q ' ready\\.' && exit 0; sleep 1; done; exit 1")
+                "grep -q ' ready\\.' && exit 0; sleep 1; done; "
+                f"sudo journalctl -q --no-pager -n 20 -u {unit} >&2; exit 1")
 
     def logs(self, lines: int) -> dict[str, str]:
         cloud_init = self.ssh.run(f"sudo tail -n {lines} /var/log/cloud-init-output.log", timeout=30)

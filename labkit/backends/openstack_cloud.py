@@ -49,6 +49,8 @@ ROLE_KEY = "labkit-role"  # server, worker, development, image
 SSH_PORT = 22
 WEB_PORT = 5100
 BROKER_PORT = 5672
+# The ports the lab's VMs may reach on each other, never from outside: the rule's description.
+WITHIN_GROUP = {BROKER_PORT: "labkit broker", SSH_PORT: "labkit git over SSH"}
 #: The Glance tag of images labkit baked from a contextualized server.
 BAKED_TAG = "labkit-baked"
 #: Nova's limit on user data, counted after base64 encoding.
@@ -337,9 +339,9 @@ class OpenStackCloud:
         """The lab's security group, with exactly two ingress rules: TCP 22 and the web port.
 
         Idempotent: a second call changes nothing. Other ingress rules found in
-        the group are removed (it is the lab's own group), except the broker
-        rule ``allow_broker_within_group`` adds for worker VMs; Neutron's
-        default egress rules stay.
+        the group are removed (it is the lab's own group), except the rules
+        ``allow_within_group`` adds between members (the broker for worker
+        VMs, SSH for CI/CD's development VM); Neutron's default egress rules stay.
         """
         wanted = {
             _rule_key("tcp", SSH_PORT, _cidr(ssh_cidr, "ssh_cidr")),
@@ -369,8 +371,8 @@ class OpenStackCloud:
                 continue
             key = _rule_key(rule.get("protocol"), rule.get("port_range_min"), rule.get("remote_ip_prefix"),
                             rule.get("port_range_max"), rule.get("remote_group_id"), rule.get("ethertype"))
-            if key == _broker_rule_key(group.id):
-                continue  # scale-out's rule: members only, never the world
+            if key in {_within_group_key(group.id, port) for port in WITHIN_GROUP}:
+                continue  # scale-out's or CI/CD's rule: members only, never the world
             if key in wanted and key not in present:
                 present.add(key)
                 continue
@@ -405,13 +407,16 @@ class OpenStackCloud:
             id=group.id, name=group.name, ingress=ingress, created=created, rules_added=added, rules_removed=removed
         )
 
-    def allow_broker_within_group(self, name: str, port: int = BROKER_PORT) -> bool:
-        """Let the group's members reach ``port`` (RabbitMQ) on each other; True if the rule was added.
+    def allow_within_group(self, name: str, port: int = BROKER_PORT) -> bool:
+        """Let the group's members reach ``port`` on each other; True if the rule was added.
 
         The rule's source is the group itself (``remote_group_id``), not a
-        CIDR: worker VMs in the group reach the server's broker over the
-        private network, and nobody else can, floating IP or not.
+        CIDR: worker VMs in the group reach the server's broker (5672), the
+        development VM its SSH (22) for git, over the private network; nobody
+        else can, floating IP or not.
         """
+        if port not in WITHIN_GROUP:
+            raise ValueError(f"no rule between members is planned for port {port}")
         with self._calling(f"looking up the security group {name!r}"):
             groups = list(self.conn.network.security_groups(name=name, project_id=self.conn.current_project_id))
         if len(groups) != 1:
@@ -423,13 +428,13 @@ class OpenStackCloud:
         for rule in group.security_group_rules or []:
             key = _rule_key(rule.get("protocol"), rule.get("port_range_min"), rule.get("remote_ip_prefix"),
                             rule.get("port_range_max"), rule.get("remote_group_id"), rule.get("ethertype"))
-            if rule.get("direction") == "ingress" and key == _broker_rule_key(group.id, port):
+            if rule.get("direction") == "ingress" and key == _within_group_key(group.id, port):
                 return False
         with self._calling(f"adding the rule for TCP port {port} between members of {name!r}"):
             try:
                 self.conn.network.create_security_group_rule(
                     security_group_id=group.id, direction="ingress", ethertype="IPv4", protocol="tcp",
-                    port_range_min=port, port_range_max=port, remote_group_id=group.id, description="labkit broker",
+                    port_range_min=port, port_range_max=port, remote_group_id=group.id, description=WITHIN_GROUP[port],
                 )
             except self._exc.ConflictException as exc:
                 if "SecurityGroupRuleExists" not in _error_type(exc) and "already exists" not in _details(exc):
@@ -975,7 +980,7 @@ def _rule_key(protocol, port_min, cidr, port_max=None, remote_group=None, ethert
     return (str(protocol).lower() if protocol else None, port_min, cidr, port_max, remote_group)
 
 
-def _broker_rule_key(group_id: str, port: int = BROKER_PORT) -> tuple:
+def _within_group_key(group_id: str, port: int) -> tuple:
     return _rule_key("tcp", port, None, port, group_id)
 
 

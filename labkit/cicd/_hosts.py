@@ -53,6 +53,8 @@ class LocalHost:
     env: dict[str, str] = field(default_factory=dict)
 
     def run(self, argv: Sequence[str], *, cwd: str | None = None, timeout: float = 600) -> Done:
+        if cwd is not None and not os.path.isdir(cwd):
+            raise CICDError(f"{cwd} does not exist on {self.name}: run `labkit cicd init` to set it up again.")
         try:
             done = subprocess.run(list(argv), cwd=cwd, env={**os.environ, **self.env}, capture_output=True,
                                   text=True, timeout=timeout)
@@ -81,6 +83,8 @@ class SSHHost:
         line = shlex.join(argv)
         if self.env:
             line = shlex.join(["env", *(f"{k}={v}" for k, v in self.env.items())]) + " " + line
+        # Another user may not enter the login user's home, where a command would start.
+        cwd = cwd or ("/" if self.as_user else None)
         if cwd:
             line = f"cd {shlex.quote(cwd)} && {line}"
         if self.as_user:
@@ -98,8 +102,9 @@ class SSHHost:
 def git_over_ssh(key: str, port: int = 22, known_hosts: str | None = None) -> tuple[str, ...]:
     """`git clone` options that make the clone push over SSH with ``key`` and nothing else.
 
-    A host key that is not already in known_hosts is refused, never trusted on first use:
-    labkit records production's key on the development side before the clone.
+    A host key that is not already in known_hosts is refused, not trusted on first use:
+    labkit records production's key on the development side before the clone (the key
+    it read over its own connection to production, which trusted it on first use).
     """
     command = f"ssh -i {shlex.quote(key)} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes"
     if port != 22:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import getpass
 import json
 import re
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from .._config import DEFAULT_NAME, Settings
 from .._deploy import attach as attach_deployment
 from .._errors import CICDError, PushRejected, TrainingError
 from .._show import SourceFile
-from ._hosts import Sides, must
+from ._hosts import LocalHost, Sides, must
 
 RECORD = "pipeline.json"  # labkit's own note of a pipeline, on the student's machine
 
@@ -66,6 +65,8 @@ class Pipeline:
     @property
     def releases(self) -> Releases:
         """Production's releases, read directly: only where production is a folder on this machine."""
+        if not isinstance(self.sides.production, LocalHost):
+            raise CICDError(f"Production is {self.sides.production.name}: read its releases with history().")
         return Releases(Path(self.config.production))
 
     def hooks(self) -> dict[str, SourceFile]:
@@ -92,10 +93,12 @@ class Pipeline:
         branch = branch or self.config.branch
         dev, cwd = self.sides.development, self.sides.development_dir
         must(dev, ["git", "add", "--all", MODEL_PATH], "git add", cwd=cwd)
-        if dev.run(["git", "diff", "--cached", "--quiet"], cwd=cwd).code == 0:
+        if dev.run(["git", "diff", "--cached", "--quiet"], cwd=cwd).code != 0:
+            must(dev, ["git", "commit", "--quiet", "-m", message], "git commit", cwd=cwd)
+        elif dev.run(["git", "merge-base", "--is-ancestor", "HEAD", f"production/{branch}"], cwd=cwd).code == 0:
+            # Nothing new, and production has it all (a commit whose push failed is pushed again below).
             raise CICDError(f"{self.development / MODEL_PATH} is the same as in the last commit: retrain with "
                             "other parameters (or change the model), then push.")
-        must(dev, ["git", "commit", "--quiet", "-m", message], "git commit", cwd=cwd)
         commit = must(dev, ["git", "rev-parse", "HEAD"], "git rev-parse", cwd=cwd).out.strip()
         done = dev.run(["git", "push", "--porcelain", "production", f"HEAD:refs/heads/{branch}"], cwd=cwd)
         said = "\n".join(line.removeprefix("remote: ").rstrip()
@@ -184,7 +187,8 @@ def init(name: str = DEFAULT_NAME, min_accuracy: float = DEFAULT_MIN_ACCURACY,
 
     Release 1 is the model the deployment serves now; its workers are
     restarted one at a time to serve from the release pointer. Running it
-    again for the same deployment returns the pipeline already there; the
+    again for the same deployment returns the pipeline already there, or
+    finishes one that stopped half-way (each step is skipped when done); the
     pipeline of an earlier deployment of the same name is moved to
     ``cicd/NAME-ID`` and a new one set up.
     """
@@ -204,11 +208,13 @@ def init(name: str = DEFAULT_NAME, min_accuracy: float = DEFAULT_MIN_ACCURACY,
         # Left by an earlier deployment of this name (a notebook run again): set it aside, never
         # delete it, since its development repository may hold a student's work.
         root.rename(root.with_name(f"{name}-{existing.deployment_id}"))
-    elif (root / "production" / CONFIG_FILE).is_file():  # a pipeline labkit made before pipeline.json
-        root.rename(root.with_name(f"{name}-{_load_record(root, legacy=True).deployment_id}"))
-    # No record means an earlier init stopped half-way: nothing in it is a student's work yet.
-    shutil.rmtree(root, ignore_errors=True)
-    root.mkdir(parents=True)
+    elif (root / "production" / CONFIG_FILE).is_file():
+        # Production's side without labkit's record: an init that stopped half-way (finished
+        # below), or one of an earlier deployment (set aside, as above).
+        earlier = _load_record(root, legacy=True).deployment_id
+        if earlier != state["id"]:
+            root.rename(root.with_name(f"{name}-{earlier}"))
+    root.mkdir(parents=True, exist_ok=True)
     with lab.run_dir.locked():
         sides = lab.backend.prepare_cicd(lab.run_dir, state, settings, root)
     who = getpass.getuser()
@@ -224,12 +230,20 @@ def init(name: str = DEFAULT_NAME, min_accuracy: float = DEFAULT_MIN_ACCURACY,
 
 
 def _set_up(config: PipelineConfig, sides: Sides, who: str) -> Pipeline:
-    """Production's repository, release 1 and hooks; then the development side's clone of it."""
-    must(sides.production, [sides.python, "-m", "production_server.cicd.setup", "--config-json",
-                            json.dumps(asdict(config)), "--model-dir", sides.served_model, "--python", sides.python,
-                            *(["--pythonpath", sides.pythonpath] if sides.pythonpath else []), "--who", who],
-         "Setting up production's repository")
-    _clone(sides, who)
+    """Production's repository, release 1 and hooks; then the development side's clone of it.
+
+    Either step that an earlier, interrupted init finished is not done again.
+    """
+    if sides.production.run(["test", "-f", sides.config_file]).code == 0:
+        config = PipelineConfig.from_dict(json.loads(Pipeline(config, sides)._read(Path(sides.config_file))))
+    else:
+        must(sides.production, [sides.python, "-m", "production_server.cicd.setup", "--config-json",
+                                json.dumps(asdict(config)), "--model-dir", sides.served_model, "--python",
+                                sides.python, *(["--pythonpath", sides.pythonpath] if sides.pythonpath else []),
+                                "--who", who],
+             "Setting up production's repository")
+    if sides.development.run(["git", "-C", sides.development_dir, "rev-parse", "--git-dir"]).code != 0:
+        _clone(sides, who)
     return Pipeline(config, sides)
 
 

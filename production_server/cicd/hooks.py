@@ -11,8 +11,9 @@ shows everything the hook prints on the pusher's terminal as ``remote: ...``.
   copies ``model/`` into a new release folder, switches the serving pointer
   and waits until every worker serves the new version (``rollout.py``).
 * ``init`` and ``rollback`` are not git hooks: ``labkit cicd init`` runs the
-  first to put release 1 live through the pointer, ``labkit cicd rollback``
-  the second to put the previous release back the same way.
+  first to confirm that every worker serves release 1 through the pointer
+  (and record it), ``labkit cicd rollback`` the second to put the previous
+  release back the same way a deploy goes forward.
 
 Lines the student's side reads start with ``[labkit gate]`` or ``[labkit deploy]``.
 """

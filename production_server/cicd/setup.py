@@ -41,9 +41,13 @@ HOOK_TEXT = {
 def create(config: PipelineConfig, model_dir: Path, python: str = sys.executable,
            pythonpath: str | None = None, who: str = "labkit") -> PipelineConfig:
     root = Path(config.production)
-    if root.exists() and any(root.iterdir()):
-        raise PipelineError(f"{root} is not empty: it holds an earlier pipeline. Move it away, then retry.")
+    if config.file.exists():
+        raise PipelineError(f"{root} holds a pipeline set up already: move it away, then retry.")
     root.mkdir(parents=True, exist_ok=True)
+    # Without cicd.json, what is here is an interrupted set-up: nothing served from it yet, or pushed
+    # to it. The folder itself stays (on a VM it belongs to root, its contents to the deploy user).
+    for leftover in root.iterdir():
+        shutil.rmtree(leftover) if leftover.is_dir() and not leftover.is_symlink() else leftover.unlink()
     git.git("init", "--quiet", "--bare", f"--initial-branch={config.branch}", str(config.repo), cwd=root)
     _first_commit(config, Path(model_dir), who)
     releases = Releases(root)
