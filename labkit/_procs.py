@@ -164,6 +164,10 @@ def listening_socket(preferred: int, host: str = "127.0.0.1", tries: int = 100):
 
     for port in range(preferred, preferred + tries):
         sock = socket.socket()
+        # As every server does: the connections a stopped server closed linger in TIME_WAIT for a
+        # minute, and without this they keep its port from a new one (the fake cloud's VMs then
+        # answered on 5101, not 5100). A port someone listens on is still refused.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

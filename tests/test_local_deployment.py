@@ -275,3 +275,24 @@ def test_deploy_takes_its_progress_display_from_the_argument(deployment_factory,
     lab = deployment_factory(workers=1, name="quiet", progress="off")
     assert "[labkit] step" not in capsys.readouterr().out
     assert [step.what for step in lab.steps][:1] == ["check prerequisites"]
+
+
+def test_a_port_whose_last_server_stopped_a_moment_ago_is_taken_again():
+    """Connections the old server closed stay in TIME_WAIT for a minute; the port is free all the same."""
+    import socket
+
+    host, port = "127.0.0.3", _procs.free_port(5300, "127.0.0.3")
+    with _procs.listening_socket(port, host) as server:
+        assert server.getsockname()[1] == port
+        client = socket.create_connection((host, port))
+        accepted, _ = server.accept()
+        accepted.close()  # the server closes first: its side of the connection waits in TIME_WAIT
+        client.close()
+    with socket.socket() as plain:  # what the old code did, which failed here
+        with pytest.raises(OSError):
+            plain.bind((host, port))
+    with _procs.listening_socket(port, host) as again:
+        assert again.getsockname()[1] == port
+    # Someone listening there still moves a new server to the next port.
+    with _procs.listening_socket(port, host) as first, _procs.listening_socket(port, host) as second:
+        assert (first.getsockname()[1], second.getsockname()[1]) == (port, port + 1)

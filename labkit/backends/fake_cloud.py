@@ -279,7 +279,9 @@ class FakeCloud:
         settings = replace(self.settings, host=address, port=5100, broker_url=node.url)
         run = self._run(server_id)
         with run.locked():
-            LocalBackend().up(run, settings, workers, progress)
+            state = LocalBackend().up(run, settings, workers, progress)
+        if state["port"] != 5100:  # the local backend moves on when a port is taken; a VM's server cannot
+            raise DeployError(f"port 5100 on {address} was taken, so the server listens on {state['port']}")
 
     def _stop_services(self, server_id: str) -> None:
         from .local import LocalBackend
