@@ -79,14 +79,19 @@ def _add(tar: tarfile.TarFile, path: Path, arcname: str) -> None:
 CICD_DIR = SERVER_DIR / "cicd"
 
 
+def _targz(members: list[tuple[Path, str]]) -> bytes:
+    """The files as a reproducible tar.gz: (path here, name in the archive) in the order given."""
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, compresslevel=9) as gz:
+        with tarfile.open(fileobj=gz, mode="w") as tar:
+            for path, arcname in members:
+                _add(tar, path, arcname)
+    return buffer.getvalue()
+
+
 def cicd_code() -> bytes:
     """``production_server/cicd/`` as tar.gz, to unpack into a VM's /opt/labkit/app."""
-    buffer = io.BytesIO()
-    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz:
-        with tarfile.open(fileobj=gz, mode="w") as tar:
-            for path in sorted(CICD_DIR.glob("*.py")):
-                _add(tar, path, str(path.relative_to(REPO)))
-    return buffer.getvalue()
+    return _targz([(p, str(p.relative_to(REPO))) for p in sorted(CICD_DIR.glob("*.py"))])
 
 
 def release(model_dir: Path) -> Release:
@@ -101,18 +106,12 @@ def release(model_dir: Path) -> Release:
         p for p in SERVER_DIR.rglob("*")
         if p.is_file() and not {"__pycache__", "vendor"} & set(p.parts) and CICD_DIR not in p.parents
     )
-    buffer = io.BytesIO()
-    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, compresslevel=9) as gz:
-        with tarfile.open(fileobj=gz, mode="w") as tar:
-            for path in files:
-                _add(tar, path, str(path.relative_to(REPO)))
-            _add(tar, SERVER_DIR / "requirements.txt", "requirements.txt")
-            names = ["model.keras", "metadata.json"]
-            if (model_dir / "model.onnx").is_file():  # models trained before the ONNX engine have none
-                names.insert(1, "model.onnx")
-            for name in names:
-                _add(tar, model_dir / name, f"model/{name}")
-    raw = buffer.getvalue()
+    names = ["model.keras", "metadata.json"]
+    if (model_dir / "model.onnx").is_file():  # models trained before the ONNX engine have none
+        names.insert(1, "model.onnx")
+    raw = _targz([(p, str(p.relative_to(REPO))) for p in files]
+                 + [(SERVER_DIR / "requirements.txt", "requirements.txt")]
+                 + [(model_dir / name, f"model/{name}") for name in names])
     version = json.loads(metadata.read_text())["version"]
     return Release(base64.b64encode(raw).decode(), version, len(raw))
 

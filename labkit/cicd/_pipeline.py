@@ -235,7 +235,8 @@ def _set_up(config: PipelineConfig, sides: Sides, who: str) -> Pipeline:
     Either step that an earlier, interrupted init finished is not done again.
     """
     if sides.production.run(["test", "-f", sides.config_file]).code == 0:
-        config = PipelineConfig.from_dict(json.loads(Pipeline(config, sides)._read(Path(sides.config_file))))
+        config = PipelineConfig.from_dict(json.loads(must(sides.production, ["cat", sides.config_file],
+                                                          "Reading production's cicd.json").out))
     else:
         must(sides.production, [sides.python, "-m", "production_server.cicd.setup", "--config-json",
                                 json.dumps(asdict(config)), "--model-dir", sides.served_model, "--python",
