@@ -23,6 +23,7 @@ import numpy as np
 
 from . import _load
 from ._deploy import Deployment
+from ._display import Table
 from ._errors import BenchmarkError
 
 ROW = [6.0, 148.0, 72.0, 35.0, 0.0, 33.6, 0.627, 50.0]
@@ -51,13 +52,14 @@ class BenchReport:
     def to_dict(self) -> dict:
         return {"machine": self.machine, "measures": [m.__dict__ for m in self.measures]}
 
+    def table(self) -> Table:
+        return measures_table(self.measures)
+
     def markdown(self) -> str:
-        rows = [[m.what, f"{m.value:.1f} {m.unit}", ratio_text(m.ratio), m.target, met_text(m.met)]
-                for m in self.measures]
-        return markdown_table(["measure", "value", "ratio", "target", "met"], rows, right=(1, 2))
+        return self.table().markdown()
 
     def _repr_html_(self) -> str:
-        return self.frame().to_html(index=False)
+        return self.table().html()
 
 
 def ratio_text(ratio: float | None) -> str:
@@ -69,10 +71,10 @@ def met_text(met: bool | None) -> str:
     return {True: "yes", False: "**no**", None: ""}[met]
 
 
-def markdown_table(header: list[str], rows: list[list[str]], right: tuple[int, ...] = ()) -> str:
-    """A GitHub markdown table; the columns numbered in ``right`` are right-aligned."""
-    rule = ["---:" if i in right else "---" for i in range(len(header))]
-    return "\n".join("| " + " | ".join(cells) + " |" for cells in [header, rule, *rows])
+def measures_table(measures: list[Measure]) -> Table:
+    rows = [[m.what, f"{m.value:.1f} {m.unit}".strip(), ratio_text(m.ratio), m.target, met_text(m.met)]
+            for m in measures]
+    return Table(["measure", "value", "ratio", "target", "met"], rows, right=(1, 2))
 
 
 def _celery_round_trips(broker_url: str, task: str, args: tuple, count: int) -> np.ndarray:

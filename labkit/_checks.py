@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import _userconfig
 from ._config import Settings
+from ._display import Table
 from ._errors import LabkitError
 
 OK, PROBLEM, OPTIONAL = "ok", "problem", "optional"
@@ -52,11 +53,11 @@ class Checks(list):
         return pd.DataFrame([check.__dict__ for check in self])
 
     def _repr_html_(self) -> str:
-        marks = {OK: "&#10003;", PROBLEM: "&#10007;", OPTIONAL: "&ndash;"}
-        frame = self.frame()
-        frame["state"] = frame["state"].map(marks)
+        # The characters themselves, not entities: to_html escapes every cell, as it must for the details.
+        marks = {OK: "\u2713", PROBLEM: "\u2717", OPTIONAL: "\u2013"}
+        rows = [[check.what, marks[check.state], check.detail, check.todo] for check in self]
         summary = "Ready." if self.ok else f"{len(self.problems)} problem(s): see the last column."
-        return f"<p><b>{summary}</b></p>" + frame.to_html(index=False, escape=True)
+        return f"<p><b>{summary}</b></p>" + Table(["what", "state", "detail", "todo"], rows).html()
 
 
 def _version(package: str) -> str | None:

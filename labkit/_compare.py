@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, TextIO
 from production_server.engines import ENGINES
 
 from . import _load
-from ._bench import ROW, machine, markdown_table, met_text, ratio_text
+from ._bench import ROW, machine, met_text, ratio_text
+from ._display import Table
 from ._config import Settings
 from ._errors import BenchmarkError
 from ._progress import Progress
@@ -94,18 +95,22 @@ class EngineComparison:
             Check("failed requests", "", k.errors, o.errors, "0", k.errors == 0 and o.errors == 0),
         ]
 
-    def markdown(self) -> str:
-        rows = [[c.what, f"{c.keras:.1f} {c.unit}".strip(), f"{c.onnx:.1f} {c.unit}".strip(),
+    def table(self) -> Table:
+        rows = [[c.what, _amount(c.keras, c.unit), _amount(c.onnx, c.unit),
                  ratio_text(None if math.isnan(c.ratio) else c.ratio), c.target, c.met_detail or met_text(c.met)]
                 for c in self.checks()]
-        return markdown_table(["measure", "keras", "onnx", "keras / onnx", "target", "met"], rows,
-                              right=(1, 2, 3))
+        return Table(["measure", "keras", "onnx", "keras / onnx", "target", "met"], rows, right=(1, 2, 3))
+
+    def markdown(self) -> str:
+        return self.table().markdown()
 
     def _repr_html_(self) -> str:
-        import pandas as pd
+        return self.table().html()
 
-        table = pd.DataFrame([{**asdict(c), "keras / onnx": c.ratio} for c in self.checks()])
-        return table.to_html(index=False)
+
+def _amount(value: float, unit: str) -> str:
+    # Counts (failed requests) are whole numbers; measurements get one decimal.
+    return (f"{value:.1f} {unit}" if isinstance(value, float) else f"{value} {unit}").strip()
 
 
 def _measure(settings: Settings, engine: str, name: str, requests: int, scale_to: int,

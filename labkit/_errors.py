@@ -20,9 +20,25 @@
 
 from __future__ import annotations
 
+import os
+
+DEBUG = "LABKIT_DEBUG"
+
 
 class LabkitError(Exception):
     """Base class: catch this to handle anything labkit raises on purpose."""
+
+    def _render_traceback_(self) -> list[str]:
+        """What IPython shows instead of a traceback: the one sentence (``LABKIT_DEBUG=1``: the traceback).
+
+        The message already says what went wrong and what to do; twenty lines of
+        labkit's internals above it only hide it from a student.
+        """
+        if os.environ.get(DEBUG):
+            from IPython import get_ipython
+
+            return get_ipython().InteractiveTB.structured_traceback(type(self), self, self.__traceback__)
+        return [f"\x1b[1;31m{type(self).__name__}\x1b[0m: {self}"]
 
 
 class ConfigError(LabkitError):

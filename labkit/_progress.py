@@ -60,6 +60,7 @@ class Progress:
         if mode == "auto":
             mode = "bar" if _in_notebook() else "lines"
         self.total = total
+        self.title = title
         self.mode = mode
         self.stream = stream or sys.stdout
         self.done: list[Step] = []
@@ -67,13 +68,15 @@ class Progress:
         if mode == "bar":
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=total, desc=title, bar_format="{desc}: {n}/{total} {bar} {elapsed}")
+            # One count only, in the description: tqdm's own n/total beside "step K/N" would read
+            # "step 7/12 ... 6/12" (the step running against the steps done).
+            self._bar = tqdm(total=total, desc=title, bar_format="{desc} {bar} {elapsed}")
 
     @contextmanager
     def step(self, what: str) -> Iterator[None]:
         index = len(self.done) + 1
         if self._bar is not None:
-            self._bar.set_description_str(f"step {index}/{self.total}: {what}")
+            self._bar.set_description_str(f"{self.title}, step {index}/{self.total}: {what}")
         started = time.perf_counter()
         yield
         self.record(Step(index, self.total, what, time.perf_counter() - started))
@@ -97,5 +100,7 @@ class Progress:
 
     def close(self) -> None:
         if self._bar is not None:
-            self._bar.set_description_str("done" if len(self.done) == self.total else "stopped")
+            done = len(self.done)
+            self._bar.set_description_str(f"{self.title}: {'done' if done == self.total else 'stopped'}, "
+                                          f"{done} of {self.total} steps")
             self._bar.close()

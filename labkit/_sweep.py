@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence, TextIO
 
 from . import _load
-from ._bench import ROW, Measure, machine, markdown_table, met_text, ratio_text
+from ._bench import ROW, Measure, machine, measures_table
+from ._display import EMPTY, Table, chart
 from ._errors import BenchmarkError
 from ._progress import Progress
 
@@ -59,7 +60,7 @@ class SweepResult:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         png = out / "sweep.png"
-        save_figure(self.plot(), png)
+        self.plot().save(png)
         return {"csv": self.to_csv(out / "sweep.csv"), "png": png}
 
     def targets(self) -> list[Measure]:
@@ -80,33 +81,30 @@ class SweepResult:
                                         "workers answering", row["scale_s"], "s"))
         return measures
 
-    def markdown(self) -> str:
+    def points(self) -> Table:
+        """One row per (workers, concurrency): throughput, latency percentiles, errors, memory."""
         rows = [[str(int(r.workers)), str(int(r.concurrency)), f"{r.throughput_rps:.1f}", f"{r.p50_ms:.1f}",
                  f"{r.p95_ms:.1f}", f"{r.p99_ms:.1f}", str(int(r.errors)), _number(r.worker_rss_mb, "{:.0f}")]
                 for r in self.frame.itertuples()]
-        points = markdown_table(["workers", "concurrency", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors",
-                                 "RSS/worker MB"], rows, right=tuple(range(8)))
-        checks = [[m.what, f"{m.value:.1f} {m.unit}".strip(), ratio_text(m.ratio), m.target, met_text(m.met)]
-                  for m in self.targets()]
-        return points + "\n\n" + markdown_table(["measure", "value", "ratio", "target", "met"], checks, right=(1, 2))
+        return Table(["workers", "concurrency", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "RSS/worker MB"],
+                     rows, right=tuple(range(8)))
+
+    def markdown(self) -> str:
+        return self.points().markdown() + "\n\n" + measures_table(self.targets()).markdown()
 
     def _repr_html_(self) -> str:
-        import pandas as pd
-
-        checks = pd.DataFrame([m.__dict__ for m in self.targets()])
-        return self.frame.to_html(index=False) + checks.to_html(index=False)
+        return self.points().html() + "<p></p>" + measures_table(self.targets()).html()
 
     def plot(self) -> "Figure":
         """Throughput against workers, and latency percentiles against concurrency."""
         import numpy as np
         from matplotlib import colormaps
-        from matplotlib.figure import Figure
         from matplotlib.lines import Line2D
         from matplotlib.ticker import ScalarFormatter
 
         frame = self.frame.sort_values(["workers", "concurrency"])
         engines = ", ".join(sorted(set(frame["engine"])))
-        fig = Figure(figsize=(12, 4.8), layout="constrained")
+        fig = chart(12, 4.8)
         left, right = fig.subplots(1, 2)
 
         # Squares in shades of one colour map: on the right, circles in C0, C1... stand for worker counts.
@@ -155,20 +153,13 @@ class SweepResult:
         return fig
 
 
-def save_figure(fig: "Figure", path: Path) -> None:
-    # The Agg canvas renders to a file without any GUI backend or pyplot state.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=110)
-
-
 def _workers(count: int) -> str:
     return f"{count} worker{'' if count == 1 else 's'}"
 
 
 def _number(value: float, fmt: str) -> str:
-    return "" if value is None or math.isnan(value) else fmt.format(value)
+    # A VM reports no memory per worker: a dash, not NaN.
+    return EMPTY if value is None or math.isnan(value) else fmt.format(value)
 
 
 def worker_rss_mb(lab: "Deployment") -> float:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 from . import _load
+from ._display import Table, chart
 from ._progress import Step
 
 if TYPE_CHECKING:
@@ -26,13 +27,6 @@ SAMPLE_ROWS = [
     [1, 85, 66, 29, 0, 26.6, 0.351, 31],
     [8, 183, 64, 0, 0, 23.3, 0.672, 32],
 ]
-
-
-def _figure(width: float, height: float) -> "Figure":
-    # A Figure of its own, not pyplot's global one: nothing leaks between cells, and no display is needed.
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), layout="constrained")
 
 
 @dataclass(frozen=True)
@@ -53,7 +47,7 @@ class StepTimes:
         return sum(step.seconds for step in self.steps)
 
     def plot(self) -> "Figure":
-        fig = _figure(8, 0.4 * len(self.steps) + 1.2)
+        fig = chart(8, 0.4 * len(self.steps) + 1.2)
         ax = fig.add_subplot()
         labels = [f"{s.index}. {s.what}" for s in self.steps]
         ax.barh(labels, [s.seconds for s in self.steps], color="#4c72b0")
@@ -62,8 +56,15 @@ class StepTimes:
         ax.set_title(f"Deployment steps: {self.total:.0f} s in all")
         return fig
 
+    def table(self) -> Table:
+        total = self.total or 1.0
+        rows = [[str(s.index), s.what, f"{s.seconds:.1f}", f"{100 * s.seconds / total:.0f}%"] for s in self.steps]
+        return Table(["step", "what", "seconds", "share"], rows, right=(0, 2, 3))
+
     def _repr_html_(self) -> str:
-        return self.frame().to_html(index=False) + f"<p>Total: {self.total:.1f} s</p>"
+        if not self.steps:
+            return "<p>No steps were recorded for this deployment.</p>"
+        return self.table().html() + f"<p>Total: {self.total:.1f} s</p>"
 
 
 def step_times(lab_or_steps: "Deployment | Iterable[Step]") -> StepTimes:
@@ -112,8 +113,15 @@ class PredictionTimes:
 
         return pd.Series(self.result.summary(), name="one prediction at a time")
 
+    def table(self) -> Table:
+        r = self.result
+        rows = [["predictions sent, one at a time", str(r.requests)], ["failed", str(r.errors)],
+                *([f"latency p{q}", f"{r.percentile(q):.1f} ms"] for q in (50, 95, 99)),
+                ["throughput", f"{r.throughput:.1f} predictions/s"]]
+        return Table(["measure", "value"], rows, right=(1,))
+
     def plot(self) -> "Figure":
-        fig = _figure(7, 3.2)
+        fig = chart(7, 3.2)
         ax = fig.add_subplot()
         ax.hist(self.result.latencies_ms, bins=30, color="#4c72b0")
         for q, style in ((50, "-"), (99, "--")):
@@ -125,7 +133,7 @@ class PredictionTimes:
         return fig
 
     def _repr_html_(self) -> str:
-        return self.summary().to_frame().to_html()
+        return self.table().html()
 
 
 def time_predictions(lab: "Deployment", n: int = 100, rows: Sequence[Sequence[float]] = SAMPLE_ROWS) -> PredictionTimes:

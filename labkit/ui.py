@@ -12,13 +12,13 @@ from __future__ import annotations
 import html
 import os
 from dataclasses import replace
-from pathlib import Path
 from typing import Callable
 
 import ipywidgets as w
 
 from . import _checks, _userconfig
 from ._config import Settings
+from ._display import EMPTY, Sentence, Table
 from ._errors import LabkitError
 
 BACKENDS = ("local", "docker", "openstack")
@@ -35,6 +35,13 @@ def _connect(cloud: str | None, password: str | None):
     from .backends.openstack_cloud import OpenStackCloud
 
     return OpenStackCloud.connect(cloud, password=password or None)
+
+
+class Choices(dict):
+    """The saved variables by name; a notebook shows them as a table."""
+
+    def _repr_html_(self) -> str:
+        return Table(["variable", "value"], [[name, value or EMPTY] for name, value in self.items()]).html()
 
 
 class SetupForm:
@@ -75,22 +82,23 @@ class SetupForm:
 
     # -- what the notebook calls ------------------------------------------------
     @property
-    def value(self) -> dict[str, str]:
+    def value(self) -> "Choices":
         """The choices as the variables labkit reads (no password)."""
-        values = {"LABKIT_BACKEND": self.backend.value}
+        values = Choices(LABKIT_BACKEND=self.backend.value)
         if self.backend.value == "openstack":
             if self.cloud.value in self._cloud_names():
                 values["OS_CLOUD"] = self.cloud.value
             values.update({name: field.value.strip() for name, field in self.fields.items()})
         return values
 
-    def save(self) -> Path:
+    def save(self) -> Sentence:
+        """Write the choices to labkit's settings file; returns the sentence that says where."""
         path = _userconfig.save(self.value)
         self._say(f"Saved to {html.escape(str(path))}. Every notebook and <code>labkit</code> command reads it; "
                   "environment variables still take precedence.", markup=True)
-        return path
+        return Sentence(f"Saved to {path}: every notebook and labkit command reads it from now on.")
 
-    def test(self) -> str:
+    def test(self) -> Sentence:
         """Check what the chosen backend needs; returns the verdict in one line."""
         if self.backend.value == "openstack":
             who = self._cloud().check_credentials()
@@ -103,7 +111,7 @@ class SetupForm:
                 raise LabkitError("; ".join(f"{c.what}: {c.detail} ({c.todo})" for c in problems))
             verdict = f"Everything the {self.backend.value} backend needs is here."
         self._say(verdict)
-        return verdict
+        return Sentence(verdict)
 
     def load_choices(self) -> dict[str, list[str]]:
         """Fill the image, flavor, network and key pair lists from the cloud itself."""
