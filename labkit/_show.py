@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,9 +23,23 @@ SCHEMA = "cloud-config-v1.schema.json"
 LONG_LINE = 160
 
 
+SCHEMA_FILE = "schema-cloud-config-v1.json"  # its name inside the cloud-init package
+# An installed cloud-init (a cloud image, or a machine that has the package).
+SYSTEM_SCHEMA = Path("/usr/lib/python3/dist-packages/cloudinit/config/schemas") / SCHEMA_FILE
+VENV_SCHEMA = Path(sys.prefix) / "share" / "cloud-init" / SCHEMA_FILE  # where scripts/setup.sh puts it
+SCHEMA_HELP = ("run `bash scripts/setup.sh`, which takes it from Debian's cloud-init package, "
+               "or set LABKIT_CLOUDINIT_SCHEMA to a copy of cloud-init's schema-cloud-config-v1.json")
+
+
 def schema_path() -> Path | None:
-    """cloud-init's JSON schema: LABKIT_CLOUDINIT_SCHEMA, or the copy beside the repository."""
-    candidates = [os.environ.get("LABKIT_CLOUDINIT_SCHEMA"), REPO.parent / "shared" / "schemas" / SCHEMA]
+    """cloud-init's own JSON schema, wherever it is.
+
+    In order: LABKIT_CLOUDINIT_SCHEMA; the installed cloud-init package's;
+    the copy ``scripts/setup.sh`` takes from Debian's package into the
+    virtual environment; the project's shared folder beside the repository.
+    """
+    candidates = [os.environ.get("LABKIT_CLOUDINIT_SCHEMA"), SYSTEM_SCHEMA, VENV_SCHEMA,
+                  REPO.parent / "shared" / "schemas" / SCHEMA]
     for candidate in candidates:
         if candidate and Path(candidate).is_file():
             return Path(candidate)
@@ -52,7 +67,7 @@ class UserData:
 
     def _repr_html_(self) -> str:
         checked = f"cloud-init's schema ({self.schema.name}), YAML and size" if self.schema else (
-            "YAML and size only (cloud-init's schema was not found: set LABKIT_CLOUDINIT_SCHEMA to validate)")
+            f"YAML and size only (cloud-init's schema was not found: {SCHEMA_HELP})")
         verdict = ("valid" if self.ok else "<b>problems</b>: " + "; ".join(html.escape(p) for p in self.problems))
         head = (f"<p><code>{html.escape(self.template)}</code>: {self.size:,} of {_cloudinit.USERDATA_LIMIT:,} "
                 f"bytes after base64; checked: {checked}; {verdict}.</p>")

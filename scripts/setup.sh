@@ -44,7 +44,33 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
-# 3. The trained model.
+# 3. cloud-init's JSON schema, for the user-data checks in notebook 01 and `labkit cloud-init render --schema`:
+# taken from Debian's cloud-init package (downloaded, never installed: cloud-init does not belong on a
+# laptop), with the package's copyright file (GPL-3 or Apache-2.0) beside it.
+schema_dir=.venv/share/cloud-init
+if [ ! -f "$schema_dir/schema-cloud-config-v1.json" ] && command -v apt-get >/dev/null; then
+  say "fetching cloud-init's schema from Debian's cloud-init package"
+  tmp="$(mktemp -d)"
+  if ! (cd "$tmp" && apt-get download -qq cloud-init 2>/dev/null); then
+    as_root apt-get update -qq
+    (cd "$tmp" && apt-get download -qq cloud-init) || true
+  fi
+  deb="$(ls "$tmp"/cloud-init_*.deb 2>/dev/null | head -n1)"
+  if [ -n "$deb" ]; then
+    dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp" \
+      ./usr/lib/python3/dist-packages/cloudinit/config/schemas/schema-cloud-config-v1.json \
+      ./usr/share/doc/cloud-init/copyright
+    mkdir -p "$schema_dir"
+    cp "$tmp/usr/lib/python3/dist-packages/cloudinit/config/schemas/schema-cloud-config-v1.json" \
+       "$tmp/usr/share/doc/cloud-init/copyright" "$schema_dir/"
+    echo "${deb##*/}" > "$schema_dir/SOURCE"
+  else
+    say "could not download Debian's cloud-init package: the user-data checks will skip cloud-init's schema"
+  fi
+  rm -rf "$tmp"
+fi
+
+# 4. The trained model.
 model_dir="${LABKIT_MODEL_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/labkit/model}"
 if [ ! -f "$model_dir/metadata.json" ]; then
   say "training the model into $model_dir (about a minute)"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import labkit
@@ -36,18 +38,33 @@ def test_time_predictions_against_a_real_deployment(shared_lab):
 def test_cloud_init_preview_is_the_rendered_user_data_with_its_checks(settings):
     shown = labkit.cloud_init("single-server", settings=settings)
     assert shown.ok, shown.problems
-    assert shown.schema is not None and shown.schema.name == "cloud-config-v1.schema.json"
+    assert shown.schema is not None and shown.schema.name == _show.SCHEMA_FILE
     assert shown.text.startswith("#cloud-config\n") and shown.size <= 65_535
     html = shown._repr_html_()
     assert "valid" in html and "characters)" in html  # the release's base64 line is shortened for reading
     assert len(html) < len(shown.text) / 2
 
 
+def test_a_fresh_clone_checks_against_cloud_init_s_schema_without_the_shared_folder(settings, monkeypatch, tmp_path):
+    # What a student's clone has: the copy scripts/setup.sh took from Debian's cloud-init package.
+    monkeypatch.setattr(_show, "REPO", tmp_path)  # no ../shared beside it
+    monkeypatch.setattr(_show, "SYSTEM_SCHEMA", tmp_path / "none.json")  # no cloud-init installed
+    assert _show.VENV_SCHEMA.is_file(), "scripts/setup.sh did not put cloud-init's schema into the venv"
+    assert (_show.VENV_SCHEMA.parent / "copyright").is_file()  # its licence travels with it
+    shown = labkit.cloud_init("single-server", settings=settings)
+    assert shown.schema == _show.VENV_SCHEMA and shown.ok, shown.problems
+    # The same schema refuses what cloud-init would refuse.
+    broken = shown.text.replace("#cloud-config\n", "#cloud-config\npackage_upgrade: maybe\n", 1)
+    assert any("package_upgrade" in p for p in labkit._cloudinit.check(broken, json.loads(shown.schema.read_text())))
+
+
 def test_cloud_init_preview_says_when_the_schema_is_missing(settings, monkeypatch, tmp_path):
     monkeypatch.setattr(_show, "REPO", tmp_path)  # no ../shared beside it
+    monkeypatch.setattr(_show, "SYSTEM_SCHEMA", tmp_path / "none.json")
+    monkeypatch.setattr(_show, "VENV_SCHEMA", tmp_path / "none.json")
     shown = labkit.cloud_init("single-server", settings=settings)
     assert shown.schema is None
-    assert "LABKIT_CLOUDINIT_SCHEMA" in shown._repr_html_()
+    assert "scripts/setup.sh" in shown._repr_html_() and "LABKIT_CLOUDINIT_SCHEMA" in shown._repr_html_()
 
 
 def test_show_file_escapes_what_it_shows(tmp_path):
