@@ -82,8 +82,16 @@ def test_question_cells_are_a_locked_prompt_and_a_manually_graded_answer(key):
                                         "grade_id": f"{Q2}-prompt", "schema_version": 3}
     assert answer.metadata.nbgrader == {"grade": True, "solution": True, "locked": False, "task": False,
                                         "grade_id": Q2, "points": 4, "schema_version": 3}
-    assert answer.source == "YOUR ANSWER HERE"
+    assert answer.source == "> ✏️ *Your answer here: replace this line with your answer.*"
     assert prompt.source.startswith("**Question: Drawbacks of the single-server deployment** (4 points)\n\n")
+
+
+def test_the_answer_cell_renders_as_a_box_to_fill_in_not_as_more_prompt():
+    # Markdown as JupyterLab renders it: a quoted, italic instruction with a pencil, no HTML or script.
+    from nbconvert.filters.markdown import markdown2html
+
+    assert markdown2html(grading.TEMPLATE) == (
+        "<blockquote>\n<p>✏️ <em>Your answer here: replace this line with your answer.</em></p>\n</blockquote>\n")
 
 
 def test_every_generated_question_passes_nbgraders_own_validator(key):
@@ -177,6 +185,29 @@ def test_sync_notebook_brings_prompts_and_points_up_to_date(tmp_path, key):
     assert grading.sync_notebook(path, key) == []
 
 
+def test_sync_notebook_brings_answer_cells_of_nbgraders_stub_to_the_template(tmp_path, key):
+    # The notebooks released before the template held nbgrader's stub: one sync call updates them.
+    path = released_notebook(tmp_path, NB1, key, template="YOUR ANSWER HERE")
+    assert grading.check_notebook(path, key) == [
+        f"the answer cell {q!r} does not hold only {grading.TEMPLATE!r}: run labkit.grading.sync_notebook({str(path)!r})"
+        for q in (Q1, Q2, Q3)]
+    assert grading.sync_notebook(path, key) == [f"updated the answer cell template of {q}" for q in (Q1, Q2, Q3)]
+    assert grading.check_notebook(path, key) == []
+
+
+def test_check_notebook_refuses_narrative_right_below_an_answer_cell(tmp_path, key):
+    # labkit grade would take such a cell for text the student added below the answer cell.
+    path = released_notebook(tmp_path, NB1, key)
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.insert(3, nbformat.v4.new_markdown_cell("Now the drawbacks."))
+    nb.cells.append(nbformat.v4.new_markdown_cell("## Terminate"))
+    nb.cells.append(nbformat.v4.new_markdown_cell("Nothing of this lab is left running."))
+    nbformat.write(nb, path)
+    assert grading.check_notebook(path, key) == [
+        f"the cell after the answer cell {Q1!r} is neither a question, code nor a heading: `labkit grade` would "
+        "take it for the student's answer; start it with a heading or move it above the question"]
+
+
 # --- grading submissions ------------------------------------------------------------------------------------
 
 F = f"_{NB1}.ipynb"
@@ -187,10 +218,11 @@ def no_notebook(student: str) -> list[tuple]:
     return [(student, grade_id, 0, "no-notebook", "") for grade_id in (Q1, Q2, Q3)]
 
 
+SHORT = "short for its points"
 EXPECTED = [  # student, grade_id, words, flags, file; rows about a whole file have no grade_id
-    ("alice", Q1, 31, "", "alice" + F),
-    ("alice", Q2, 23, "", "alice" + F),
-    ("alice", Q3, 13, "", "alice" + F),
+    ("alice", Q1, 31, "same as ivan and judy", "alice" + F),
+    ("alice", Q2, 23, SHORT, "alice" + F),
+    ("alice", Q3, 13, SHORT, "alice" + F),
     ("bob", Q1, 0, "unchanged", "bob" + F),
     ("bob", Q2, 0, "unchanged", "bob" + F),
     ("bob", Q3, 0, "unanswered", "bob" + F),
@@ -198,17 +230,23 @@ EXPECTED = [  # student, grade_id, words, flags, file; rows about a whole file h
     *no_notebook("carol"),
     ("dave", "", 0, "other-lab", "dave" + F),
     *no_notebook("dave"),
-    ("erin", Q1, 9, "", "erin" + F),
-    ("erin", Q2, 11, "duplicated", "erin" + F),
+    ("erin", Q1, 9, SHORT, "erin" + F),
+    ("erin", Q2, 11, f"duplicated, {SHORT}", "erin" + F),
     ("erin", Q3, 0, "unchanged", "erin" + F),
-    ("frank", Q1, 12, "", "frank" + F),
-    ("frank", Q2, 6, "", "frank" + F),
+    ("frank", Q1, 11, SHORT, "frank" + F),  # "&" is no word
+    ("frank", Q2, 6, SHORT, "frank" + F),
     ("frank", Q3, 0, "missing", "frank" + F),
     ("grace", "", 0, "corrupt", "grace" + F),
     *no_notebook("grace"),
-    ("heidi", Q1, 6, "", f"heidi/{NB1}.ipynb"),
-    ("heidi", Q2, 2, "", f"heidi/{NB1}.ipynb"),
-    ("heidi", Q3, 3, "", f"heidi/{NB1}.ipynb"),
+    ("heidi", Q1, 6, SHORT, f"heidi/{NB1}.ipynb"),
+    ("heidi", Q2, 2, SHORT, f"heidi/{NB1}.ipynb"),
+    ("heidi", Q3, 3, SHORT, f"heidi/{NB1}.ipynb"),
+    ("ivan", Q1, 31, "same as alice and judy", "ivan" + F),
+    ("ivan", Q2, 56, "answer outside its cell", "ivan" + F),
+    ("ivan", Q3, 3, SHORT, "ivan" + F),
+    ("judy", Q1, 31, "same as alice and ivan", f"submitted/judy/lab1/{NB1}.ipynb"),
+    ("judy", Q2, 0, "unchanged", f"submitted/judy/lab1/{NB1}.ipynb"),
+    ("judy", Q3, 33, "", f"submitted/judy/lab1/{NB1}.ipynb"),
 ]
 
 
@@ -248,9 +286,9 @@ def test_overview_counts_completion_per_question(fixture_report):
     overview = fixture_report.overview
     got = list(overview.drop(columns=["notebook", "points"]).itertuples(index=False, name=None))
     assert got == [
-        (Q1, 8, 4, 0, 1, 0, 3, 0, "50%"),
-        (Q2, 8, 4, 0, 1, 0, 3, 1, "50%"),
-        (Q3, 8, 2, 1, 1, 1, 3, 0, "25%"),
+        (Q1, 10, 6, 0, 1, 0, 3, 0, "60%"),
+        (Q2, 10, 5, 0, 2, 0, 3, 1, "50%"),
+        (Q3, 10, 4, 1, 1, 1, 3, 0, "40%"),
     ]
     assert list(overview.columns) == ["notebook", "grade_id", "points", "students", "answered", "unanswered",
                                       "unchanged", "missing", "no-notebook", "duplicated", "completion"]
@@ -266,8 +304,24 @@ def test_unchanged_is_judged_against_the_released_notebook(tmp_path, key):
     rows = grading.grade(submissions, notebooks=tmp_path / "released").rows
     flags = {(r.student, r.grade_id): r.flags for r in rows}
     assert flags[("ivan", Q1)] == ("unchanged",)
-    # bob's YOUR ANSWER HERE is not this release's template: it is an answer (a poor one).
-    assert flags[("bob", Q1)] == ()
+    # bob's YOUR ANSWER HERE is nbgrader's stub, which a release made by nbgrader holds: unchanged too.
+    assert flags[("bob", Q1)] == ("unchanged",)
+
+
+def test_the_template_and_nbgraders_stub_are_unchanged_also_with_a_line_kept(tmp_path, key):
+    released = released_notebook(tmp_path / "released", NB1, key)  # today's template
+    nb = nbformat.read(released, as_version=4)
+    nb.cells[2].source = "> ✏️  *your answer here: replace this line with your answer*"   # other spacing and case
+    nb.cells[4].source = f"{grading.TEMPLATE}\n\nBake an image after the pip step."     # written below the line
+    nb.cells[6].source = "YOUR ANSWER HERE\n\nCache the packages."                      # an old release's stub
+    nbformat.write(nb, tmp_path / f"ivan{F}")
+
+    rows = {r.grade_id: r for r in grading.grade(tmp_path / f"ivan{F}", notebooks=tmp_path / "released").rows}
+    assert [(r.flags, r.answer, r.words) for r in rows.values()] == [
+        (("unchanged",), "> ✏️  *your answer here: replace this line with your answer*", 0),
+        ((SHORT,), "Bake an image after the pip step.", 7),
+        ((SHORT,), "Cache the packages.", 3),
+    ]
 
 
 def test_a_second_copy_of_a_notebook_is_a_row_not_a_second_grade(tmp_path):
@@ -282,9 +336,64 @@ def test_a_second_copy_of_a_notebook_is_a_row_not_a_second_grade(tmp_path):
                                                          (0, f"alice/{NB1}.ipynb")]
 
 
+def test_identical_answers_of_two_students_name_each_other(fixture_report):
+    # ivan re-spaced alice's answer and changed its case, judy wrote it in capitals: all three are flagged.
+    rows = {(r.student, r.grade_id): r for r in fixture_report.rows}
+    assert rows[("judy", Q1)].answer.lower() == rows[("alice", Q1)].answer.lower()
+    assert [rows[(s, Q1)].flags for s in ("alice", "ivan", "judy")] == [
+        ("same as ivan and judy",), ("same as alice and judy",), ("same as alice and ivan",)]
+    # Templates left as they were look alike too, but are no copies.
+    assert rows[("bob", Q2)].flags == rows[("judy", Q2)].flags == ("unchanged",)
+
+
+def _one_answer_submission(folder: Path, key, grade_id: str, answer: str) -> Path:
+    path = released_notebook(folder, NB1, key)
+    nb = nbformat.read(path, as_version=4)
+    next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id).source = answer
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.mark.parametrize("grade_id, words, flags", [
+    (Q2, 31, (SHORT,)), (Q2, 32, ()),   # 4 points: 32 words
+    (Q3, 23, (SHORT,)), (Q3, 24, ()),   # 3 points: 24 words
+], ids=["4-points-31-words", "4-points-32-words", "3-points-23-words", "3-points-24-words"])
+def test_an_answer_under_eight_words_a_point_is_short(tmp_path, key, grade_id, words, flags):
+    assert grading.WORDS_PER_POINT == 8
+    path = _one_answer_submission(tmp_path / "alice", key, grade_id, "- " + " ".join(["word"] * words))
+    row = next(r for r in grading.grade(path, notebooks=tmp_path / "none").rows if r.grade_id == grade_id)
+    assert (row.student, row.words, row.flags) == ("alice", words, flags)   # "-" is no word
+
+
+def test_an_answer_typed_below_its_cell_is_shown_and_flagged(fixture_report):
+    rows = {(r.student, r.grade_id): r for r in fixture_report.rows}
+    assert rows[("ivan", Q2)].answer == (
+        "1. A single point of failure: if the VM or RabbitMQ dies, the service and its queued tasks are gone.\n"
+        "2. Slow boots: every new VM installs the same packages again, for 15 minutes.\n\n"
+        "3. Scaling stops at one machine: workers fight gunicorn for the cores.\n"
+        "4. Updates mean SSH and hand edits, with no rollback.")
+    assert rows[("ivan", Q2)].flags == ("answer outside its cell",)
+    assert rows[("ivan", Q2)].note == "the answer includes 2 cell(s) the student added below the answer cell"
+    # The template's line left above the answer is dropped; what follows the heading is the notebook's.
+    assert (rows[("ivan", Q3)].answer, rows[("ivan", Q3)].note) == ("Bake an image.", "")
+
+
+def test_nbgraders_submitted_folder_names_the_student_not_the_assignment(fixture_report, tmp_path):
+    assert [r.student for r in fixture_report.rows if r.file.startswith("submitted/")] == ["judy"] * 3
+    # nbgrader's collect writes timestamp.txt beside the notebooks, whatever the course folder is called.
+    assignment = tmp_path / "collected" / "kim" / "lab1"
+    assignment.mkdir(parents=True)
+    shutil.copy(FIXTURES / f"alice{F}", assignment / f"{NB1}.ipynb")
+    (assignment / "timestamp.txt").write_text("2024-05-02 10:00:00.000000 UTC")
+    shutil.copy(FIXTURES / f"erin{F}", assignment / f"lena_{NB1}.ipynb")
+    rows = grading.grade(tmp_path / "collected", notebooks=tmp_path / "none").rows
+    assert [(r.student, r.file) for r in rows if r.grade_id == Q1] == [
+        ("kim", f"kim/lab1/{NB1}.ipynb"), ("lena", f"kim/lab1/lena_{NB1}.ipynb")]
+
+
 def test_a_missing_submission_path_is_an_error(tmp_path):
     with pytest.raises(GradingError, match="does not exist"):
-        grading.grade(tmp_path / "nothing-here")
+        grading.grade(tmp_path / "nothing-here", notebooks=tmp_path)
 
 
 # --- the report's files and the command ----------------------------------------------------------------------
@@ -293,9 +402,19 @@ def test_html_report_escapes_what_students_wrote(fixture_report, tmp_path):
     html = fixture_report.write(tmp_path / "report.html").read_text()
     assert "<script" not in html
     assert "I tried &lt;script&gt;alert(&#34;frank&#34;)&lt;/script&gt; &amp; it was escaped." in html
-    assert html.count('<h2 id="student-') == 8
+    assert html.count('<h2 id="student-') == 10
     assert "carol_01-single-server.ipynb is not valid JSON" in html
-    assert "One point of failure: web server, broker and workers share one VM" in html  # the reference beside it
+
+
+def test_html_report_explains_each_question_once_and_links_every_row_to_it(fixture_report, key):
+    html = fixture_report.to_html()
+    for question in map(key.__getitem__, (Q1, Q2, Q3)):
+        assert html.count(f'<section id="question-{question.grade_id}">') == 1
+        assert html.count(f'<a href="#question-{question.grade_id}">') == 10   # a row per student
+        assert html.count(question.rubric[0].earned_for.split(",")[0]) == 1
+    assert html.count("One point of failure: web server, broker and workers share one VM") == 1
+    assert html.count("<h2") == 1 + 1 + 10 + 1   # completion, files not graded, students, the questions
+    assert html.index('<h2 id="student-10">') < html.index('<h2 id="questions">The questions</h2>')
 
 
 def test_csv_report_reads_back_as_the_frame(fixture_report, tmp_path):
@@ -314,9 +433,9 @@ def test_labkit_grade_prints_the_overview_and_writes_the_report(tmp_path, capsys
     out = tmp_path / "report.csv"
     assert main(["grade", str(FIXTURES), "--out", str(out), "--notebooks", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
-    assert printed.splitlines()[0] == "8 student(s), 24 answer row(s)."
+    assert printed.splitlines()[0] == "10 student(s), 30 answer row(s)."
     assert f"grace: corrupt: grace{F} is not a valid notebook" in printed
-    assert "task1-faster-contextualization" in printed and "25%" in printed
+    assert "task1-faster-contextualization" in printed and "40%" in printed
     assert printed.rstrip().endswith(f"Wrote {out}.")
     assert len(pd.read_csv(out)) == len(EXPECTED)
 

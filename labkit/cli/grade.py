@@ -13,11 +13,14 @@ import click
 @click.option("--notebooks", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="The released notebooks, to tell unchanged answers (default: the repository's notebooks/).")
 def command(submissions: tuple[Path, ...], out: Path | None, answers: Path | None, notebooks: Path | None) -> None:
-    """Collect the written answers from students' notebooks and report them beside the reference answers.
+    """Collect the written answers from students' notebooks into a report, with each question's reference answer.
 
     SUBMISSIONS are folders of .ipynb files (STUDENT_01-single-server.ipynb,
-    or STUDENT/01-single-server.ipynb) or single notebooks. Corrupt notebooks
-    and other labs' notebooks are lines in the report, not errors.
+    STUDENT/01-single-server.ipynb, or nbgrader's
+    submitted/STUDENT/ASSIGNMENT/01-single-server.ipynb) or single notebooks.
+    Corrupt notebooks and other labs' notebooks are lines in the report, not
+    errors. Answers the same as another student's, short for their points, or
+    typed below the answer cell are flagged.
     """
     if out is not None and out.suffix.lower() not in {".html", ".csv"}:
         raise click.BadParameter("name a .html or a .csv file", param_hint="--out")

@@ -6,6 +6,10 @@
     >>> report.overview                                   # completion per question
     >>> report.write("report.html")                       # or .csv
 
+Besides unanswered and unchanged answers, a row's flags point the instructor
+at answers to look at twice: the same as another student's, short for the
+question's points, or typed into a cell below the answer cell.
+
 The questions, their points, reference answers and rubrics live in the
 repository's answers/ folder, one YAML file per notebook; the cells carry
 nbgrader's metadata (schema version 3), so nbgrader can grade them too.
@@ -17,7 +21,7 @@ from pathlib import Path
 
 from ._answers import AnswerKey, Question, RubricItem, load_answers
 from ._cells import LAB_ID, TEMPLATE, check_lab, check_notebook, question_cells, sync_notebook, validate_nbgrader
-from ._collect import Row
+from ._collect import WORDS_PER_POINT, Row
 from ._report import GradeReport
 
 
@@ -27,7 +31,8 @@ def grade(*submissions: Path | str, answers: Path | str | None = None,
 
     A file that is corrupt, of another lab, or a second copy becomes a row
     saying so; it never stops the grading. ``notebooks`` is the folder of the
-    released notebooks, whose answer cells tell an unchanged answer.
+    released notebooks, whose answer cells tell an unchanged answer (the lab's
+    template and nbgrader's stub always do).
     """
     from ._answers import DEFAULT_NOTEBOOKS
     from ._collect import collect, templates_from
@@ -40,6 +45,7 @@ def grade(*submissions: Path | str, answers: Path | str | None = None,
 __all__ = [
     "LAB_ID",
     "TEMPLATE",
+    "WORDS_PER_POINT",
     "AnswerKey",
     "GradeReport",
     "Question",

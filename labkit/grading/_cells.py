@@ -9,6 +9,7 @@ is how `labkit grade` tells this lab's notebooks from another lab's.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,14 @@ from ._answers import DEFAULT_NOTEBOOKS, AnswerKey, Question, load_answers
 
 LAB_ID = "model-serving"
 SCHEMA_VERSION = 3
-# nbgrader's own stub for a Markdown answer cell (ClearSolutions.text_stub).
-TEMPLATE = "YOUR ANSWER HERE"
+# What a released answer cell holds: a blockquote with a pencil, so that it reads as a
+# box to fill in rather than as more of the prompt (plain Markdown: JupyterLab renders it
+# without any script, and nbgrader's metadata does not depend on it).
+TEMPLATE = "> ✏️ *Your answer here: replace this line with your answer.*"
+# nbgrader's own stub for a Markdown answer cell (ClearSolutions.text_stub): what this
+# lab's notebooks held before, and what `nbgrader generate_assignment` writes.
+NBGRADER_STUB = "YOUR ANSWER HERE"
+TEMPLATES = (TEMPLATE, NBGRADER_STUB)
 PROMPT_SUFFIX = "-prompt"
 
 
@@ -62,9 +69,42 @@ def answer_cells(nb) -> dict[str, list]:
     return found
 
 
+def cells_below_answers(nb) -> dict[str, list]:
+    """The Markdown and raw cells below each answer cell, where a student may have typed the answer instead.
+
+    They run up to the next cell that is clearly the notebook's own again:
+    any nbgrader cell (the next question's locked prompt), a code cell, or a
+    Markdown heading. check_notebook() makes sure a released notebook has one
+    of these right after every answer cell, so that these cells can only be
+    the student's.
+    """
+    found: dict[str, list] = {}
+    current: str | None = None
+    for cell in nb.get("cells", []):
+        if _ends_answer(cell):
+            meta = _nbgrader(cell)
+            is_answer = meta.get("solution") is True and isinstance(meta.get("grade_id"), str)
+            current = meta["grade_id"] if is_answer else None
+        elif current is not None:
+            found.setdefault(current, []).append(cell)
+    return found
+
+
+def _ends_answer(cell) -> bool:
+    """Whether a cell starts something new after an answer cell: an nbgrader cell, code, or a heading."""
+    heading = cell.get("cell_type") == "markdown" and re.match(r"#{1,6}(\s|$)", cell_text(cell).lstrip())
+    return bool(_nbgrader(cell)) or cell.get("cell_type") == "code" or bool(heading)
+
+
 def cell_text(cell) -> str:
     source = cell.get("source", "")
     return "".join(source) if isinstance(source, list) else str(source)
+
+
+def normalized(text: str) -> str:
+    """The words of a text, lower case, one space apart: what stays of an answer when whitespace,
+    case, punctuation and Markdown marks (>, *, ✏️) are set aside, to compare answers and templates."""
+    return " ".join(re.findall(r"\w+", text.lower()))
 
 
 def validate_nbgrader(nb) -> list[str]:
@@ -121,7 +161,12 @@ def check_notebook(path: Path | str, answers: AnswerKey | Path | str | None = No
         if dict(_nbgrader(cells[0])) != answer_metadata(question):
             problems.append(f"the answer cell {question.grade_id!r} has metadata {dict(_nbgrader(cells[0]))}")
         if cell_text(cells[0]).strip() != TEMPLATE:
-            problems.append(f"the answer cell {question.grade_id!r} does not hold only {TEMPLATE!r}")
+            problems.append(f"the answer cell {question.grade_id!r} does not hold only {TEMPLATE!r}: "
+                            f"run labkit.grading.sync_notebook({str(path)!r})")
+        if not _followed_by_a_new_part(nb.cells, cells[0]):
+            problems.append(f"the cell after the answer cell {question.grade_id!r} is neither a question, "
+                            "code nor a heading: `labkit grade` would take it for the student's answer; "
+                            "start it with a heading or move it above the question")
         prompt = prompts.get(question.grade_id + PROMPT_SUFFIX)
         if prompt is None:
             problems.append(f"no locked prompt cell {question.grade_id + PROMPT_SUFFIX!r}")
@@ -155,6 +200,9 @@ def sync_notebook(path: Path | str, answers: AnswerKey | Path | str | None = Non
         if answer is not None and dict(_nbgrader(answer)) != answer_metadata(question):
             answer.metadata["nbgrader"] = answer_metadata(question)
             changes.append(f"updated the answer cell metadata of {question.grade_id}")
+        if answer is not None and _holds_an_old_template(answer):
+            answer.source = TEMPLATE
+            changes.append(f"updated the answer cell template of {question.grade_id}")
     if changes:
         nbformat.write(nb, path)
     return changes
@@ -189,6 +237,17 @@ def check_lab(notebooks: Path | str | None = None, answers: AnswerKey | Path | s
             owner.setdefault(grade_id, path.name)
     pending = [name for name in key.notebooks if name not in present]
     return problems, pending
+
+
+def _followed_by_a_new_part(cells: list, answer) -> bool:
+    position = next(number for number, cell in enumerate(cells) if cell is answer)
+    return position + 1 == len(cells) or _ends_answer(cells[position + 1])
+
+
+def _holds_an_old_template(cell) -> bool:
+    """A template other than today's; an answer cell with anything else is the author's to fix."""
+    text = cell_text(cell)
+    return text.strip() != TEMPLATE and normalized(text) in {normalized(t) for t in TEMPLATES}
 
 
 def _key(answers: AnswerKey | Path | str | None) -> AnswerKey:

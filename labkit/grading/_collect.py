@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .._errors import GradingError
 from ._answers import AnswerKey, Question
-from ._cells import LAB_ID, TEMPLATE, answer_cells, cell_text
+from ._cells import LAB_ID, TEMPLATES, answer_cells, cell_text, cells_below_answers, normalized
 
 # What a row's flags say. A row with none of the first five is an answer to read.
 UNANSWERED = "unanswered"      # the answer cell is empty
@@ -21,6 +22,18 @@ CORRUPT = "corrupt"            # the file is not a notebook that can be read
 OTHER_LAB = "other-lab"        # a notebook, but not one of this lab's
 RESUBMITTED = "resubmitted"    # a second notebook of the same name from the same student
 NOT_ANSWERED = frozenset({UNANSWERED, UNCHANGED, MISSING, NO_NOTEBOOK})
+# Flags on an answer, for the instructor to look at before grading it.
+OUTSIDE = "answer outside its cell"  # text in cells the student added below the answer cell: shown as the answer
+SHORT = "short for its points"       # fewer than WORDS_PER_POINT words per point of the question
+SAME_AS = "same as "                 # + the other students: the same words as theirs (case, punctuation aside)
+
+# The reference answers run 30 to 60 words per point; an answer under 8 words per point
+# (24 words for 3 points) can hardly hold what the rubric asks for.
+WORDS_PER_POINT = 8
+# nbgrader's course folders hold FOLDER/STUDENT/ASSIGNMENT/NOTEBOOK.ipynb, and nbgrader
+# writes a timestamp.txt into each STUDENT/ASSIGNMENT folder it collects.
+NBGRADER_FOLDERS = ("submitted", "autograded")
+NBGRADER_TIMESTAMP = "timestamp.txt"
 
 
 @dataclass(frozen=True)
@@ -46,11 +59,12 @@ class _Submission:
     student: str
     notebook: str
     answers: dict[str, list]
+    below: dict[str, list]     # cells the student added below each answer cell (cells_below_answers)
     file: str
     note: str
 
 
-def collect(paths: list[Path], key: AnswerKey, templates: dict[str, str]) -> list[Row]:
+def collect(paths: list[Path], key: AnswerKey, templates: dict[str, frozenset[str]]) -> list[Row]:
     """Rows for every student and every question of the notebooks handed in, file problems included."""
     submissions: dict[tuple[str, str], _Submission] = {}
     file_rows: list[Row] = []
@@ -73,20 +87,26 @@ def collect(paths: list[Path], key: AnswerKey, templates: dict[str, str]) -> lis
             submission = submissions.get((student, notebook))
             for question in key.of_notebook(notebook):
                 rows.append(_answer_row(question, submission, student, templates))
-    return rows
+    return _flag_copies(rows)
 
 
-def templates_from(key: AnswerKey, notebooks: Path) -> dict[str, str]:
-    """Each answer cell's text as released (notebooks/NN-*.ipynb); nbgrader's stub where none is released."""
+def templates_from(key: AnswerKey, notebooks: Path) -> dict[str, frozenset[str]]:
+    """Per question, the texts (normalized) that mean "not answered yet".
+
+    They are the answer cell's text as released (notebooks/NN-*.ipynb), and
+    always the lab's template and nbgrader's stub too: submissions of an
+    earlier release, or of one made with `nbgrader generate_assignment`, hold those.
+    """
     import nbformat
 
-    found = {q.grade_id: TEMPLATE for q in key.questions}
+    known = {normalized(template) for template in TEMPLATES}
+    found = {q.grade_id: set(known) for q in key.questions}
     for name in key.notebooks:
         path = notebooks / f"{name}.ipynb"
         if path.is_file():
             for grade_id, cells in answer_cells(nbformat.read(path, as_version=4)).items():
-                found[grade_id] = cell_text(cells[0])
-    return found
+                found.setdefault(grade_id, set(known)).add(normalized(cell_text(cells[0])))
+    return {grade_id: frozenset(texts - {""}) for grade_id, texts in found.items()}
 
 
 def _notebook_files(paths: list[Path]) -> list[tuple[Path, str]]:
@@ -143,10 +163,11 @@ def _read(path: Path, shown: str, key: AnswerKey) -> _Submission | Row:
         notebook, note = matches[0], "no lab metadata in the notebook: recognised by its answer cells"
     if notebook != guessed:
         student, _ = _student_and_notebook(path, key, notebook)
-    return _Submission(student, notebook, found, shown, note)
+    return _Submission(student, notebook, found, cells_below_answers(nb), shown, note)
 
 
-def _answer_row(question: Question, submission: _Submission | None, student: str, templates: dict[str, str]) -> Row:
+def _answer_row(question: Question, submission: _Submission | None, student: str,
+                templates: dict[str, frozenset[str]]) -> Row:
     def row(flags: tuple[str, ...], answer: str = "", words: int = 0, note: str = "") -> Row:
         return Row(student, question.notebook, question.grade_id, question.points, words, flags, answer,
                    question.reference, note, submission.file if submission else "")
@@ -156,16 +177,60 @@ def _answer_row(question: Question, submission: _Submission | None, student: str
     cells = submission.answers.get(question.grade_id, [])
     if not cells:
         return row((MISSING,), note=_join("the answer cell was deleted or its nbgrader metadata changed", submission.note))
+    template = templates.get(question.grade_id, frozenset())
     texts = [cell_text(cell).strip() for cell in cells]
-    template = _words(templates.get(question.grade_id, TEMPLATE))
-    written = [t for t in texts if t and _words(t) != template]
+    written = _written(cells, template)
+    below = _written(submission.below.get(question.grade_id, []), template)
     duplicated = (DUPLICATED,) if len(cells) > 1 else ()
-    note = _join(f"{len(cells)} answer cells with this grade_id: all shown" if duplicated else "", submission.note)
-    if not written:
+    note = _join(f"{len(cells)} answer cells with this grade_id: all shown" if duplicated else "",
+                 f"the answer includes {len(below)} cell(s) the student added below the answer cell" if below else "",
+                 submission.note)
+    if not written and not below:
         flag = UNCHANGED if any(texts) else UNANSWERED
         return row((flag,) + duplicated, "\n\n".join(t for t in texts if t), note=note)
-    answer = "\n\n".join(written)
-    return row(duplicated, answer, len(answer.split()), note)
+    answer = "\n\n".join(written + below)
+    words = _word_count(answer)
+    short = (SHORT,) if words < WORDS_PER_POINT * question.points else ()
+    return row(duplicated + ((OUTSIDE,) if below else ()) + short, answer, words, note)
+
+
+def _written(cells: list, templates: frozenset[str]) -> list[str]:
+    """What the student wrote in each of these cells, leaving out cells with nothing of their own."""
+    return [own for own in (_own_text(cell_text(cell), templates) for cell in cells) if own]
+
+
+def _own_text(text: str, templates: frozenset[str]) -> str:
+    """What the student wrote in a cell: the cell without the template's lines.
+
+    Told to replace the template's line, a student may write below it instead;
+    a template's line left in place is no part of the answer.
+    """
+    if normalized(text) in templates:
+        return ""
+    return "\n".join(line for line in text.splitlines() if normalized(line) not in templates).strip()
+
+
+def _word_count(text: str) -> int:
+    """Words with a letter or digit in them: Markdown's >, - and * are not words of the answer."""
+    return sum(1 for word in text.split() if re.search(r"\w", word))
+
+
+def _flag_copies(rows: list[Row]) -> list[Row]:
+    """Flag each answer that another student gave too, in the same words (case, spacing, punctuation aside).
+
+    Rows that are not answers (unchanged, unanswered, missing) all look alike
+    and are left out; each flagged row names the other students.
+    """
+    students: dict[tuple[str, str], list[str]] = {}
+    for row in rows:
+        if row.answered and normalized(row.answer):
+            students.setdefault((row.grade_id, normalized(row.answer)), []).append(row.student)
+
+    def flagged(row: Row) -> Row:
+        others = [s for s in students.get((row.grade_id, normalized(row.answer)), []) if s != row.student]
+        return replace(row, flags=row.flags + (SAME_AS + " and ".join(others),)) if row.answered and others else row
+
+    return [flagged(row) for row in rows]
 
 
 def _file_row(student: str, notebook: str, shown: str, flag: str, note: str) -> Row:
@@ -173,18 +238,27 @@ def _file_row(student: str, notebook: str, shown: str, flag: str, note: str) -> 
 
 
 def _student_and_notebook(path: Path, key: AnswerKey, notebook: str | None = None) -> tuple[str, str]:
-    """STUDENT_NN-name.ipynb (or STUDENT.ipynb) names the student; STUDENT/NN-name.ipynb too."""
+    """STUDENT_NN-name.ipynb (or STUDENT.ipynb) names the student; a folder does otherwise (_folder_student)."""
     stem = path.stem
     for name in [notebook] if notebook else key.notebooks:
         if stem == name:
-            return path.parent.name, name
+            return _folder_student(path), name
         if stem.endswith(name) and stem[: -len(name)].rstrip("_-. "):
             return stem[: -len(name)].rstrip("_-. "), name
     return stem, notebook or ""
 
 
-def _words(text: str) -> list[str]:
-    return text.split()
+def _folder_student(path: Path) -> str:
+    """STUDENT/NN-name.ipynb, or nbgrader's submitted/STUDENT/ASSIGNMENT/NN-name.ipynb.
+
+    In nbgrader's layout the folder holding the notebook is the assignment's,
+    so the student is the one above it; the layout is told by nbgrader's
+    folder names or by the timestamp.txt nbgrader writes beside the notebooks.
+    """
+    folder = path.absolute().parent
+    if folder.parent.parent.name in NBGRADER_FOLDERS or (folder / NBGRADER_TIMESTAMP).is_file():
+        return folder.parent.name
+    return folder.name
 
 
 def _join(*notes: str) -> str:

@@ -6,37 +6,52 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .._errors import GradingError
-from ._answers import AnswerKey
+from ._answers import AnswerKey, Question
 from ._collect import DUPLICATED, MISSING, NO_NOTEBOOK, UNANSWERED, UNCHANGED, Row
 
 COLUMNS = ["student", "notebook", "grade_id", "points", "words", "flags", "answer", "reference", "note", "file"]
 
 # Jinja2 escapes every value (autoescape): a student's answer may hold <script> or any HTML.
+# Each question's prompt, reference answer and rubric are written once, under "The questions";
+# a student's row links there instead of repeating them.
 _HTML = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Grading report: {{ lab }}</title>
 <style>
 body { font-family: system-ui, sans-serif; margin: 2em; max-width: 90em; }
 table { border-collapse: collapse; margin-bottom: 2em; width: 100%; }
 th, td { border: 1px solid #ccc; padding: .4em; vertical-align: top; text-align: left; }
-td.text { white-space: pre-wrap; width: 40%; }
+td.text { white-space: pre-wrap; width: 60%; }
+.text { white-space: pre-wrap; }
 .flag { background: #fde2e1; border-radius: .3em; padding: 0 .3em; margin-right: .2em; }
-.rubric { color: #555; font-size: .9em; margin: .5em 0 0 1em; padding: 0; }
+.rubric { color: #555; margin: .5em 0 0 1em; padding: 0; }
 </style></head><body>
 <h1>Grading report: {{ lab }}</h1>
-<p>{{ students|length }} student(s); {{ problems|length }} file(s) that could not be graded.</p>
+<p>{{ students|length }} student(s); {{ problems|length }} file(s) that could not be graded.
+Each question's reference answer and rubric are under <a href="#questions">The questions</a>.</p>
 <h2>Completion per question</h2>
 {{ overview }}
 {% if problems %}<h2>Files that could not be graded</h2>
 <ul>{% for row in problems %}<li><b>{{ row.student }}</b> ({{ row.flags|join(", ") }}): {{ row.note }}</li>{% endfor %}</ul>{% endif %}
 {% for student in students %}
 <h2 id="student-{{ loop.index }}">{{ student }}</h2>
-<table><tr><th>question</th><th>answer</th><th>words</th><th>flags</th><th>reference answer and rubric</th></tr>
+<table><tr><th>question</th><th>answer</th><th>words</th><th>flags</th></tr>
 {% for row in rows if row.student == student and row.grade_id %}
-<tr><td><b>{{ titles[row.grade_id] }}</b><br><code>{{ row.grade_id }}</code><br>{{ row.notebook }}, {{ "%g"|format(row.points) }} pt</td>
+<tr><td><a href="#question-{{ row.grade_id }}"><b>{{ titles[row.grade_id] }}</b></a><br><code>{{ row.grade_id }}</code><br>{{ row.notebook }}, {{ "%g"|format(row.points) }} pt</td>
 <td class="text">{{ row.answer }}</td><td>{{ row.words }}</td>
-<td>{% for flag in row.flags %}<span class="flag">{{ flag }}</span>{% endfor %}{% if row.note %}<br>{{ row.note }}{% endif %}</td>
-<td class="text">{{ row.reference }}<ul class="rubric">{% for item in rubrics[row.grade_id] %}<li>{{ "%g"|format(item.points) }} pt: {{ item.earned_for }}</li>{% endfor %}</ul></td></tr>
+<td>{% for flag in row.flags %}<span class="flag">{{ flag }}</span>{% endfor %}{% if row.note %}<br>{{ row.note }}{% endif %}</td></tr>
 {% endfor %}</table>
+{% endfor %}
+<h2 id="questions">The questions</h2>
+{% for question in questions %}
+<section id="question-{{ question.grade_id }}">
+<h3>{{ question.title }}</h3>
+<p><code>{{ question.grade_id }}</code>, {{ question.notebook }}, {{ "%g"|format(question.points) }} pt</p>
+<p class="text">{{ question.prompt }}</p>
+<h4>Reference answer</h4>
+<p class="text">{{ question.reference }}</p>
+<h4>Rubric</h4>
+<ul class="rubric">{% for item in question.rubric %}<li>{{ "%g"|format(item.points) }} pt: {{ item.earned_for }}</li>{% endfor %}</ul>
+</section>
 {% endfor %}
 </body></html>
 """
@@ -63,6 +78,12 @@ class GradeReport:
     @property
     def students(self) -> list[str]:
         return list(dict.fromkeys(row.student for row in self.rows))
+
+    @property
+    def questions(self) -> list[Question]:
+        """The questions some row answers, in the lab's order: those the report explains."""
+        asked = {row.grade_id for row in self.rows}
+        return [question for question in self.key.questions if question.grade_id in asked]
 
     @property
     def overview(self):
@@ -101,7 +122,7 @@ class GradeReport:
             # pandas escapes the cells it renders (escape=True is its default).
             overview=Markup(self.overview.to_html(index=False, escape=True)),
             titles={q.grade_id: q.title for q in self.key.questions},
-            rubrics={q.grade_id: q.rubric for q in self.key.questions},
+            questions=self.questions,
         )
 
     def write(self, path: Path | str) -> Path:
