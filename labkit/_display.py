@@ -96,7 +96,8 @@ class Table:
 
     def html(self) -> str:
         def td(tag: str, i: int, text: str) -> str:
-            align = " style='text-align:right'" if i in self.right else ""
+            # Explicit both ways: JupyterLab right-aligns every cell, which makes sentences hard to read.
+            align = f" style='text-align:{'right' if i in self.right else 'left'}'"
             return f"<{tag}{align}>{BOLD.sub(BOLD_HTML, html.escape(text))}</{tag}>"
 
         head = "".join(td("th", i, h) for i, h in enumerate(self.header))

@@ -1,13 +1,18 @@
-"""00-setup in real JupyterLab, in Debian's headless Chromium: the widgets render.
+"""The lab's four notebooks in real JupyterLab, in Debian's headless Chromium, as a student runs them.
 
-nbval runs notebooks without a widget manager, so only a browser shows
-whether a student sees the form or "Error displaying widget". JupyterLab runs
-with its own config, runtime and settings folders, and every process it
-started (server and kernel) is stopped at the end.
+nbclient runs notebooks without a widget manager or a renderer, so only a
+browser shows whether a student sees the form or "Error displaying widget",
+a drawn chart or a broken image. Each notebook is opened, run with Run > Run
+All Cells, and every chart and table it shows is saved as a screenshot in
+artifacts/ (``NN-name-K.png``), with one view of the whole notebook
+(``NN-name.png``) that the README shows. JupyterLab runs with its own config,
+runtime and settings folders, and every process it started (server and
+kernels) is stopped at the end.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -26,18 +31,37 @@ pytestmark = [pytest.mark.browser, pytest.mark.notebook, pytest.mark.slow]
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "artifacts"
 WAIT_MS = 120_000  # a cold kernel imports pandas and ipywidgets; the machine may be busy
+RUN_MS = 600_000  # notebook 02 deploys twice more and sweeps; on a busy machine that takes minutes
+NOTEBOOKS = ["00-setup.ipynb", "01-single-server.ipynb", "02-docker-scaling.ipynb", "03-ci-cd.ipynb"]
+# What the last code cell of each notebook shows once every cell above it ran.
+LAST_OUTPUT = {"00-setup.ipynb": "Saved to", "01-single-server.ipynb": "No deployment",
+               "02-docker-scaling.ipynb": "No deployment", "03-ci-cd.ipynb": "No deployment"}
+# The short settings CI uses (as tests/test_notebooks.py): same code paths, fewer seconds.
+CI_SETTINGS = {"LABKIT_SWEEP_WORKERS": "1,2", "LABKIT_SWEEP_CONCURRENCY": "1,4", "LABKIT_SWEEP_SECONDS": "1.5",
+               "LABKIT_ENGINES_REQUESTS": "60", "LABKIT_CICD_EPOCHS": "20"}
 
 
-@pytest.fixture
-def jupyterlab(tmp_path, model_dir, data_dir):
+@pytest.fixture(scope="module")
+def jupyterlab(tmp_path_factory, model_dir, data_dir):
+    tmp_path = tmp_path_factory.mktemp("jupyterlab")
     root = tmp_path / "lab"
     root.mkdir()
-    shutil.copy(REPO / "notebooks" / "00-setup.ipynb", root)
+    for name in NOTEBOOKS:
+        shutil.copy(REPO / "notebooks" / name, root)
     port = _procs.free_port()
     token = secrets.token_hex(16)
     private = {name: tmp_path / name for name in ("config", "runtime", "settings", "workspaces")}
     env = {key: value for key, value in os.environ.items() if not key.startswith(("LABKIT_", "JUPYTER"))}
+    # Every cell in the page, not only those scrolled into view: each output can then be found and shot.
+    tracker = private["settings"] / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
+    tracker.parent.mkdir(parents=True)
+    tracker.write_text(json.dumps({"windowingMode": "none"}))
+    # No "notified about official Jupyter news?" toast over the screenshots.
+    notices = private["settings"] / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    notices.parent.mkdir(parents=True)
+    notices.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
     env.update(
+        CI_SETTINGS,
         LABKIT_HOME=str(tmp_path / "home"), LABKIT_MODEL_DIR=str(model_dir), LABKIT_DATA_DIR=str(data_dir),
         LABKIT_CONFIG=str(tmp_path / "settings.json"),
         JUPYTER_CONFIG_DIR=str(private["config"]), JUPYTER_RUNTIME_DIR=str(private["runtime"]),
@@ -62,7 +86,7 @@ def jupyterlab(tmp_path, model_dir, data_dir):
 
         if not _procs.wait_until(answering, timeout=90, interval=0.5):
             pytest.fail("JupyterLab did not start within 90 s:\n" + (tmp_path / "jupyter.log").read_text()[-3000:])
-        yield {"url": url, "token": token, "settings": tmp_path / "settings.json"}
+        yield {"url": url, "token": token, "settings": tmp_path / "settings.json", "home": tmp_path / "home"}
     finally:
         # The kernel is the server's child in the same session: one signal to the group stops both.
         os.killpg(server.pid, signal.SIGTERM)
@@ -74,38 +98,81 @@ def jupyterlab(tmp_path, model_dir, data_dir):
         log.close()
 
 
-def test_setup_notebook_runs_in_jupyterlab_and_its_widgets_render(browser, jupyterlab):
+def open_and_run_all(page, jupyterlab, name: str) -> None:
+    """Open a notebook, take the kernel JupyterLab proposes, Run All, and wait for the last cell's output."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{jupyterlab['url']}/lab/tree/{name}?token={jupyterlab['token']}")
+    expect(page.locator(".jp-Notebook")).to_be_visible()
+    dialog = page.locator(".jp-Dialog")
+    try:
+        expect(dialog).to_be_visible(timeout=5_000)
+        dialog.locator("button", has_text="Select").click()
+    except AssertionError:
+        pass
+    expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(1)
+    page.locator(".lm-MenuBar-item", has_text="Run").first.click()
+    page.locator(".lm-Menu-item[data-command='runmenu:run-all']").click()
+    last = page.locator(".jp-CodeCell").last.locator(".jp-OutputArea-output")
+    expect(last.filter(has_text=LAST_OUTPUT[name]).first).to_be_visible(timeout=RUN_MS)
+
+
+def shoot_charts_and_tables(page, name: str) -> list[str]:
+    """A screenshot of every output that holds a chart or a table; returns the files' names."""
+    stem = name.removesuffix(".ipynb")
+    outputs = page.locator(".jp-OutputArea-output").filter(has=page.locator("img, table"))
+    shots = []
+    for index in range(outputs.count()):
+        output = outputs.nth(index)
+        output.scroll_into_view_if_needed()
+        path = ARTIFACTS / f"{stem}-{index + 1}.png"
+        output.screenshot(path=path)
+        shots.append(path.name)
+    return shots
+
+
+def drawn_images(page) -> list[dict]:
+    return page.eval_on_selector_all(
+        ".jp-OutputArea-output img",
+        "imgs => imgs.map(i => ({complete: i.complete, width: i.naturalWidth, height: i.naturalHeight}))")
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_a_notebook_runs_in_jupyterlab_and_shows_drawn_charts_and_tables(browser, jupyterlab, name, report):
     from playwright.sync_api import expect
 
     expect.set_options(timeout=WAIT_MS)
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     try:
-        page.goto(f"{jupyterlab['url']}/lab/tree/00-setup.ipynb?token={jupyterlab['token']}")
-        expect(page.locator(".jp-Notebook")).to_be_visible()
-        # JupyterLab may ask which kernel to start, even for the notebook's own: take the one it proposes.
-        dialog = page.locator(".jp-Dialog")
-        try:
-            expect(dialog).to_be_visible(timeout=5_000)
-            dialog.locator("button", has_text="Select").click()
-        except AssertionError:
-            pass
-        expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_have_count(1)
-        page.locator(".lm-MenuBar-item", has_text="Run").first.click()
-        page.locator(".lm-Menu-item[data-command='runmenu:run-all']").click()
-        # The last code cell saves the choices: its output is the file's path.
-        expect(page.locator(".jp-OutputArea-output", has_text="settings.json").first).to_be_visible()
-        form = page.locator(".jupyter-widgets.widget-vbox").first
-        expect(form.locator("select").first).to_be_visible()
-        expect(form.get_by_text("Backend")).to_be_visible()
-        expect(form.locator("button", has_text="Save")).to_be_visible()
+        open_and_run_all(page, jupyterlab, name)
         assert page.get_by_text("Error displaying widget").count() == 0
-        # The button saves too, and says so in the form, not in a print.
-        form.locator("button", has_text="Save").click()
-        expect(form.get_by_text("Saved to")).to_be_visible()
-        form.locator(".jupyter-widgets").first.scroll_into_view_if_needed()
+        errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+        assert errors.count() == 0, errors.first.inner_text()
+        images = drawn_images(page)
+        assert all(i["complete"] and i["width"] > 0 and i["height"] > 0 for i in images), images
         ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=ARTIFACTS / "00-setup.png", full_page=False)
-        assert '"LABKIT_BACKEND": "local"' in jupyterlab["settings"].read_text()
+        shots = shoot_charts_and_tables(page, name)
+        report(f"JupyterLab {name}: {len(images)} chart(s) drawn, {len(shots)} chart/table screenshot(s)")
+        if name == "00-setup.ipynb":
+            check_the_setup_form(page, jupyterlab)
+        else:
+            assert images, f"{name} draws no chart"
+        # The view the README shows: the first chart, or the form, with what leads up to it.
+        target = page.locator(".jp-OutputArea-output").filter(has=page.locator("img, .widget-vbox")).first
+        target.scroll_into_view_if_needed()
+        page.screenshot(path=ARTIFACTS / name.replace(".ipynb", ".png"), full_page=False)
     finally:
         context.close()
+
+
+def check_the_setup_form(page, jupyterlab) -> None:
+    from playwright.sync_api import expect
+
+    form = page.locator(".jupyter-widgets.widget-vbox").first
+    expect(form.locator("select").first).to_be_visible()
+    expect(form.get_by_text("Backend")).to_be_visible()
+    # The button saves too, and says so in the form, not in a print.
+    form.locator("button", has_text="Save").click()
+    expect(form.get_by_text("Saved to")).to_be_visible()
+    assert '"LABKIT_BACKEND": "local"' in jupyterlab["settings"].read_text()
