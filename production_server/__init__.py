@@ -28,7 +28,8 @@ import os
 import secrets
 from pathlib import Path
 
-from flask import Flask
+from flask import Flask, request
+from werkzeug.exceptions import HTTPException
 
 DEFAULTS = {
     "BROKER_URL": None,
@@ -76,6 +77,17 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        # API clients get JSON, people a page of the site; never Flask's default page.
+        answer = api.error_response if api.owns(request.path) else pages.error_page
+        response = app.make_response(answer(exc))
+        for key, value in exc.get_headers():
+            if key.lower() != "content-type":
+                response.headers[key] = value  # Allow, on a 405
+        return response
+
     return app
 
 

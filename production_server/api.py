@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, NotFound, RequestEntityTooLarge
 
 from . import tasks, validation
 from .dispatch import Unavailable, call, workers_online
@@ -33,13 +33,17 @@ def too_large(exc: RequestEntityTooLarge):
     return error(413, f"the request body is larger than {limit} bytes: send fewer rows per request")
 
 
-@bp.app_errorhandler(HTTPException)
-def http_error(exc: HTTPException):
-    # API clients get JSON for every error, also for routing errors (404,
-    # 405) that happen before any view runs; people get Flask's pages.
-    if request.path.startswith(("/api/", "/healthz")):
-        return error(exc.code or 500, exc.description or exc.name)
-    return exc.get_response()
+def owns(path: str) -> bool:
+    """Whether errors on ``path`` are JSON: the API's paths, also those no route matches."""
+    return path.startswith("/api/") or path in ("/api", "/healthz")
+
+
+def error_response(exc: HTTPException):
+    """Any HTTP error (routing errors too, which happen before any view runs) as JSON."""
+    if isinstance(exc, NotFound):
+        return error(404, f"there is no API endpoint at {request.path}: "
+                          "the API has POST /api/predict, GET /api/model and GET /healthz")
+    return error(exc.code or 500, exc.description or exc.name)
 
 
 @bp.post("/api/predict")

@@ -1,9 +1,17 @@
-"""Turn a request body into rows of 8 finite numbers, or say exactly what is wrong."""
+"""Turn a request body into rows of 8 plausible measurements, or say exactly what is wrong.
+
+Each measurement must be a finite number within its plausible range
+(``RANGES``). The data set records a missing measurement as 0, so every range
+starts at 0; the upper bounds are generous, well above the largest value in
+the data set, and only keep out values no patient can have (a glucose of
+-500, an age of 1000).
+"""
 
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from .data import FEATURES
@@ -13,6 +21,38 @@ N_FEATURES = len(FEATURES)
 
 class InvalidInput(ValueError):
     """The client sent something we cannot predict on; the message says what."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """The plausible values of one measurement, both ends included."""
+
+    low: float
+    high: float
+    unit: str = ""
+
+    def __contains__(self, value: float) -> bool:
+        return self.low <= value <= self.high
+
+    def __str__(self) -> str:
+        return f"{self.low:g} to {self.high:g}" + (f" {self.unit}" if self.unit else "")
+
+
+# In the data set's column order; its own extremes are in the comments.
+RANGES: dict[str, Range] = {
+    "pregnancies": Range(0, 30),  # 0 to 17
+    "glucose": Range(0, 1000, "mg/dL"),  # 0 to 199, plasma glucose 2 h into a tolerance test
+    "blood_pressure": Range(0, 250, "mm Hg"),  # 0 to 122, diastolic
+    "skin_thickness": Range(0, 150, "mm"),  # 0 to 99, triceps skin fold
+    "insulin": Range(0, 3000, "µU/mL"),  # 0 to 846, 2-hour serum insulin
+    "bmi": Range(0, 150, "kg/m²"),  # 0 to 67.1
+    "diabetes_pedigree": Range(0, 10),  # 0.078 to 2.42
+    "age": Range(0, 130, "years"),  # 21 to 81
+}
+
+
+def label(feature: str) -> str:
+    return feature.replace("_", " ")
 
 
 def _reject_constant(name: str) -> Any:
@@ -41,6 +81,26 @@ def number(value: Any, where: str) -> float:
     return value
 
 
+def _shown(value: float) -> str:
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
+
+
+def measurement(value: Any, index: int, row_name: str | None = None) -> float:
+    """The ``index``-th measurement of a row, as a float within its plausible range.
+
+    ``row_name`` (``instances[3]``) prefixes the messages; without it (a form)
+    they name the measurement only.
+    """
+    feature = FEATURES[index]
+    value = number(value, f"{row_name}[{index}]" if row_name else label(feature))
+    plausible = RANGES[feature]
+    if value not in plausible:
+        prefix = f"{row_name}: " if row_name else ""
+        raise InvalidInput(f"{prefix}{label(feature)} is {_shown(value)}, outside its plausible range {plausible}")
+    return value
+
+
 def row(values: Any, where: str) -> list[float]:
     if not isinstance(values, list):
         raise InvalidInput(f"{where} must be a list of {N_FEATURES} numbers")
@@ -49,7 +109,7 @@ def row(values: Any, where: str) -> list[float]:
             f"{where} has {len(values)} values, expected {N_FEATURES} "
             f"({', '.join(FEATURES)})"
         )
-    return [number(v, f"{where}[{i}]") for i, v in enumerate(values)]
+    return [measurement(v, i, where) for i, v in enumerate(values)]
 
 
 def instances(payload: Any, max_rows: int) -> list[list[float]]:

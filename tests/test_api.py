@@ -86,6 +86,14 @@ BAD_REQUESTS = {
     "minus-infinity": (raw('{"instances": [[6, 148, -Infinity, 35, 0, 33.6, 0.627, 50]]}'), ["-Infinity", "finite"]),
     "1e999": (raw('{"instances": [[6, 148, 1e999, 35, 0, 33.6, 0.627, 50]]}'), ["instances[0][2] is not a finite number"]),
     "-1e999": (raw('{"instances": [[6, 148, 72, 35, 0, 33.6, 0.627, -1e999]]}'), ["instances[0][7] is not a finite number"]),
+    "glucose-negative": (
+        body({"instances": [ROW, ROW[:1] + [-500] + ROW[2:]]}),
+        ["instances[1]: glucose is -500, outside its plausible range 0 to 1000 mg/dL"],
+    ),
+    "age-too-high": (body({"instances": [ROW[:7] + [1000]]}), ["instances[0]: age is 1000, outside its plausible range 0 to 130 years"]),
+    "pregnancies-fraction-below-0": (body({"instances": [[-0.5] + ROW[1:]]}), ["instances[0]: pregnancies is -0.5", "0 to 30"]),
+    "pedigree-just-above": (body({"instances": [ROW[:6] + [10.000001] + ROW[7:]]}), ["diabetes pedigree is 10.000001", "0 to 10"]),
+    "bmi-shown-exactly": (body({"instances": [ROW[:5] + [150.00000000000003] + ROW[6:]]}), ["bmi is 150.00000000000003"]),
 }
 
 
@@ -135,11 +143,37 @@ def test_valid_request_without_a_broker_is_a_quick_503(client, content_type):
 def test_max_rows_of_long_numbers_fit_in_max_content_length(app, client):
     # The documented promise: MAX_CONTENT_LENGTH leaves room for MAX_ROWS rows of 8 long floats,
     # so the largest allowed request passes validation (and then finds no broker).
-    data = json.dumps({"instances": [[-1.2345678901234567e-300] * 8] * MAX_ROWS})
+    data = json.dumps({"instances": [[1.2345678901234567e-300] * 8] * MAX_ROWS})
     assert len(data) < app.config["MAX_CONTENT_LENGTH"]
     started = time.monotonic()
     response = client.post("/api/predict", data=data, content_type="application/json")
     assert_quick_503(response, time.monotonic() - started)
+
+
+def test_every_row_of_the_data_set_is_plausible(client, data_dir):
+    from production_server import data, validation
+
+    rows = data.load(data_dir / data.FILENAME).features.tolist()
+    assert len(rows) == 768
+    assert validation.instances({"instances": rows}, MAX_ROWS) == rows
+    # So the API takes them all and only then finds no broker.
+    started = time.monotonic()
+    response = client.post("/api/predict", **body({"instances": rows}))
+    assert_quick_503(response, time.monotonic() - started)
+
+
+def test_zero_stays_valid_for_every_measurement(client):
+    # The data set writes a missing measurement as 0.
+    started = time.monotonic()
+    response = client.post("/api/predict", **body({"instances": [[0] * 8, [0.0] * 8]}))
+    assert_quick_503(response, time.monotonic() - started)
+
+
+def test_ranges_cover_the_eight_features_in_order():
+    from production_server import data, validation
+
+    assert tuple(validation.RANGES) == data.FEATURES
+    assert all(r.low == 0 < r.high for r in validation.RANGES.values())
 
 
 def test_model_metadata_without_a_broker_is_a_503(client):
@@ -201,17 +235,31 @@ def test_every_app_gets_its_own_secret_key():
 
 
 @pytest.mark.parametrize(
-    "method, path, status",
-    [("GET", "/api/predict", 405), ("GET", "/api/nothing-here", 404), ("POST", "/healthz", 405)],
+    "method, path, status, allow",
+    [
+        ("GET", "/api/predict", 405, "POST"),
+        ("GET", "/api/nothing-here", 404, None),
+        ("POST", "/api", 404, None),
+        ("POST", "/healthz", 405, "GET"),
+        ("PUT", "/api/model", 405, "GET"),
+    ],
 )
-def test_routing_errors_on_the_api_are_json(client, method, path, status):
+def test_routing_errors_on_the_api_are_json(client, method, path, status, allow):
     response = client.open(path, method=method)
     assert response.status_code == status
     assert response.is_json
+    assert list(response.get_json()) == ["error"]
     assert response.get_json()["error"]
+    if allow:
+        assert allow in response.headers["Allow"].split(", ")
+    else:
+        assert response.get_json()["error"].startswith(f"there is no API endpoint at {path}: ")
+        assert "POST /api/predict" in response.get_json()["error"]
 
 
-def test_routing_errors_on_pages_stay_html(client):
+def test_routing_errors_on_pages_are_html(client):
+    # Their content is the site's own error page (test_pages.py).
     response = client.get("/no-such-page")
     assert response.status_code == 404
     assert response.mimetype == "text/html"
+    assert "<title>404 Not Found</title>" in response.get_data(as_text=True)

@@ -52,6 +52,40 @@ def test_welcome_page_shows_workers_and_model(page, shared_lab):
     expect(page.locator("#model-version")).to_have_text(shared_lab.model_info()["version"])
     expect(page.locator("#model-accuracy")).to_have_text(re.compile(r"^\d{1,3}\.\d %$"))
     expect(page.locator(".error")).to_have_count(0)
+    # Celery's node names (worker-1.shared@host) read as what they mean.
+    expect(page.locator("#worker-list li").first).to_have_text(
+        re.compile(r"^worker-\d+ \(deployment shared\) on this machine \(.+\)$")
+    )
+    assert "@" not in workers.inner_text()
+
+
+def test_predictions_page_shows_the_comparison_on_first_open(page, shared_lab):
+    from playwright.sync_api import expect
+
+    response = page.goto(shared_lab.url + "/predictions")  # a plain GET: nothing filled in, nothing pressed
+    assert response.status == 200
+
+    rows = page.locator("#results tbody tr")
+    expect(rows).to_have_count(10)
+    expect(rows.first.locator("td").first).to_have_text("0")
+    expect(page.locator("#accuracy")).to_have_text(re.compile(r"Accuracy on these 10 rows: \d{1,3}\.\d %"))
+    canvas = page.locator("canvas#chart")
+    expect(canvas).to_have_attribute("data-rendered", "true")
+    drawn = canvas.evaluate(
+        """canvas => {
+            const chart = Chart.getChart(canvas);
+            const box = canvas.getBoundingClientRect();
+            return {width: canvas.width, height: canvas.height, shownWidth: box.width, shownHeight: box.height,
+                    labels: chart ? chart.data.labels.length : 0};
+        }"""
+    )
+    assert drawn["labels"] == 10, "no Chart.js instance on the canvas, or not one bar per row"
+    assert min(drawn["width"], drawn["height"], drawn["shownWidth"], drawn["shownHeight"]) > 0, drawn
+    assert any(url.endswith("/static/vendor/chart.umd.min.js") for url in page.requested)
+    expect(page.locator(".error")).to_have_count(0)
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "predictions.png", full_page=True)
 
 
 def test_sample_predictions_table_and_chart(page, shared_lab):
@@ -69,9 +103,6 @@ def test_sample_predictions_table_and_chart(page, shared_lab):
     assert page.evaluate("typeof window.Chart") == "function", "Chart.js (static/vendor/chart.umd.min.js) did not load"
     assert any(url.endswith("/static/vendor/chart.umd.min.js") for url in page.requested)
     expect(page.locator(".error")).to_have_count(0)
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=ARTIFACTS / "predictions.png", full_page=True)
 
 
 def test_one_patient_probability_and_bad_value(page, shared_lab):
@@ -106,3 +137,37 @@ def test_one_patient_probability_and_bad_value(page, shared_lab):
             expect(form.locator(f"input[name={name}]")).to_have_value(value)
     # The page sends back what was typed; a number field cannot show letters, but nothing was dropped.
     assert form.locator("input[name=glucose]").get_attribute("value") == "lots"
+
+
+def test_implausible_value_is_refused_by_the_browser_and_by_the_server(page, shared_lab):
+    from playwright.sync_api import expect
+
+    page.goto(shared_lab.url + "/predictions")
+    form = page.locator("#patient-form")
+    form.locator("input[name=age]").fill("47")
+    glucose = form.locator("input[name=glucose]")
+    glucose.fill("-500")
+    # The browser knows the range and does not send the form ...
+    assert glucose.evaluate("input => input.validity.rangeUnderflow")
+    # ... a client that skips the check gets the server's answer.
+    form.evaluate("form => { form.noValidate = true; }")
+    form.get_by_role("button", name="Probability of diabetes").click()
+
+    expect(page.locator(".error[role=alert]")).to_have_text(
+        "glucose is -500, outside its plausible range 0 to 1000 mg/dL"
+    )
+    expect(page.locator("#patient-result")).to_have_count(0)
+    form = page.locator("#patient-form")
+    expect(form.locator("input[name=glucose]")).to_have_value("-500")
+    expect(form.locator("input[name=age]")).to_have_value("47")
+
+
+def test_unknown_page_is_a_page_of_the_site_with_a_way_back(page, shared_lab):
+    from playwright.sync_api import expect
+
+    response = page.goto(shared_lab.url + "/no-such-page")
+    assert response.status == 404
+    expect(page.locator("h1")).to_have_text("404 Not Found")
+    expect(page.locator("#error-message")).to_have_text("There is no page at /no-such-page.")
+    page.locator("main").get_by_role("link", name="predictions").click()
+    expect(page.locator("#results tbody tr")).to_have_count(10)
