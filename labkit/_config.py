@@ -23,22 +23,46 @@ START_TIMEOUT = "LABKIT_START_TIMEOUT"
 PREDICT_TIMEOUT = "LABKIT_PREDICT_TIMEOUT"
 PROGRESS = "LABKIT_PROGRESS"
 ENGINE = "LABKIT_ENGINE"
+CLOUD_TEMPLATE = "LABKIT_OS_TEMPLATE"  # read by backends.openstack.CloudSettings
 
 DEFAULT_NAME = "lab"
+PROGRESS_MODES = ("auto", "bar", "lines", "off")
+
+# The variables whose values are numbers, and the Settings field each one sets.
+NUMBERS = {PORT: "port", START_TIMEOUT: "start_timeout", PREDICT_TIMEOUT: "predict_timeout"}
 
 
 def _xdg(variable: str, fallback: str) -> Path:
     return Path(os.environ.get(variable) or Path.home() / fallback)
 
 
-def _number(env: dict, name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number: set it to e.g. {default:g}, or unset it.") from None
+def _choices(name: str) -> tuple[str, ...] | None:
+    if name == BACKEND:
+        from .backends import NAMES  # imported here: the backends import this module
+
+        return NAMES
+    if name == CLOUD_TEMPLATE:
+        from .backends.openstack import TASKS
+
+        return tuple(TASKS)
+    return {ENGINE: tuple(ENGINES), PROGRESS: PROGRESS_MODES}.get(name)
+
+
+def expected(name: str, raw: str) -> str | None:
+    """What the variable ``name`` should hold instead of ``raw`` ("a number (e.g. 5100)"); None if ``raw`` will do.
+
+    One rule per variable, for the environment and the settings file alike.
+    """
+    if name in NUMBERS:
+        try:
+            float(raw)
+        except ValueError:
+            return f"a number (e.g. {getattr(Settings(), NUMBERS[name]):g})"
+        return None
+    choices = _choices(name)
+    if choices is None or raw in choices:
+        return None
+    return "one of " + ", ".join(choices)
 
 
 @dataclass(frozen=True)
@@ -66,33 +90,28 @@ class Settings:
                 f"{self.engine!r} is not a model engine: choose one of {', '.join(ENGINES)} "
                 f"(engine=..., `labkit up --engine`, or {ENGINE})."
             )
+        if self.progress not in PROGRESS_MODES:
+            raise ConfigError(
+                f"{self.progress!r} is not a progress display: choose one of {', '.join(PROGRESS_MODES)} "
+                f"(progress=..., or {PROGRESS})."
+            )
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
         # The student's saved choices (labkit.ui) under the real environment.
         env = _userconfig.environ() if env is None else dict(env)
-        settings = cls()
-        changes: dict = {}
-        if env.get(HOME):
-            changes["home"] = Path(env[HOME]).expanduser()
-        if env.get(MODEL_DIR):
-            changes["model_dir"] = Path(env[MODEL_DIR]).expanduser()
-        if env.get(DATA_DIR):
-            changes["data_dir"] = Path(env[DATA_DIR]).expanduser()
-        if env.get(BROKER_URL):
-            changes["broker_url"] = env[BROKER_URL]
-        if env.get(BACKEND):
-            changes["backend"] = env[BACKEND]
-        if env.get(HOST):
-            changes["host"] = env[HOST]
-        if env.get(PROGRESS):
-            changes["progress"] = env[PROGRESS]
-        if env.get(ENGINE):
-            changes["engine"] = env[ENGINE]
-        changes["port"] = int(_number(env, PORT, settings.port))
-        changes["start_timeout"] = _number(env, START_TIMEOUT, settings.start_timeout)
-        changes["predict_timeout"] = _number(env, PREDICT_TIMEOUT, settings.predict_timeout)
-        return replace(settings, **changes)
+        for name in (*NUMBERS, BACKEND, ENGINE, PROGRESS):
+            # The file's values were checked as it was read: what is wrong here comes from the environment.
+            if env.get(name) and (want := expected(name, env[name])):
+                raise ConfigError(f"The environment variable {name}={env[name]!r} should be {want}: "
+                                  "change it, or unset it.")
+        texts = {HOME: "home", MODEL_DIR: "model_dir", DATA_DIR: "data_dir", BROKER_URL: "broker_url",
+                 BACKEND: "backend", HOST: "host", PROGRESS: "progress", ENGINE: "engine"}
+        changes: dict = {attr: env[name] for name, attr in texts.items() if env.get(name)}
+        changes.update({attr: float(env[name]) for name, attr in NUMBERS.items() if env.get(name)})
+        if "port" in changes:
+            changes["port"] = int(changes["port"])
+        return replace(cls(), **changes)
 
     @property
     def deployments_dir(self) -> Path:

@@ -169,3 +169,19 @@ def test_a_non_number_is_a_config_error_naming_the_variable(monkeypatch, variabl
     assert variable in str(caught.value)
     assert repr(value) in str(caught.value)
     assert isinstance(caught.value, labkit.LabkitError)
+
+
+@pytest.mark.parametrize("variable, value", [("LABKIT_BACKEND", "aws"), ("LABKIT_PROGRESS", "bars"),
+                                             ("LABKIT_ENGINE", "torch")])
+def test_a_bad_choice_in_the_environment_names_the_variable_and_the_choices(monkeypatch, variable, value):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(labkit.ConfigError) as caught:
+        Settings.from_env()
+    message = str(caught.value)
+    assert f"The environment variable {variable}={value!r} should be one of " in message
+    assert message.endswith("change it, or unset it.")
+
+
+def test_a_progress_display_that_does_not_exist_is_refused():
+    with pytest.raises(labkit.ConfigError, match="'bars' is not a progress display: choose one of auto, bar, lines"):
+        Settings(progress="bars")

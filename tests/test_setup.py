@@ -69,11 +69,50 @@ def test_the_environment_overrides_the_file_which_overrides_the_defaults(config_
     assert labkit.Settings.from_env({}).backend == "local"
 
 
-def test_a_corrupt_settings_file_says_how_to_fix_it(config_file):
+@pytest.mark.parametrize("text", ["{not json", '["LABKIT_BACKEND", "local"]'], ids=["not-json", "not-an-object"])
+def test_a_corrupt_settings_file_says_how_to_fix_it(config_file, text):
     config_file.parent.mkdir(parents=True)
-    config_file.write_text("{not json")
-    with pytest.raises(labkit.ConfigError, match="delete it"):
+    config_file.write_text(text)
+    with pytest.raises(labkit.ConfigError) as caught:
         labkit.Settings.from_env()
+    message = str(caught.value)
+    assert str(config_file) in message and "LABKIT_CONFIG" in message and "delete it" in message
+
+
+@pytest.mark.parametrize("name, value, wanted", [
+    ("LABKIT_PORT", "eighty", "a number (e.g. 5100)"),
+    ("LABKIT_PREDICT_TIMEOUT", "5s", "a number (e.g. 5)"),
+    ("LABKIT_BACKEND", "aws", "one of local, openstack, docker"),
+    ("LABKIT_ENGINE", "torch", "one of keras, onnx"),
+    ("LABKIT_PROGRESS", "bars", "one of auto, bar, lines, off"),
+    ("LABKIT_OS_TEMPLATE", "single", "one of single-server, docker-server"),
+    ("LABKIT_PORT", None, 'takes text (e.g. "LABKIT_PORT": "...")'),
+    ("LABKIT_BACKEND", ["local"], "takes text"),
+])
+def test_a_bad_value_in_the_settings_file_names_the_file_and_the_variable(config_file, name, value, wanted):
+    config_file.parent.mkdir(parents=True)
+    config_file.write_text(json.dumps({name: value}))
+    readers = [labkit.Settings.from_env, _userconfig.load]
+    if name.startswith("LABKIT_OS_"):
+        readers.append(CloudSettings.from_env)
+    for read in readers:
+        with pytest.raises(labkit.ConfigError) as caught:
+            read()
+        message = str(caught.value)
+        assert str(config_file) in message and name in message and wanted in message, message
+        assert message.endswith("change it there, or remove it from the file (00-setup's form saves your "
+                                "choices again).")
+
+
+def test_a_bad_value_is_not_saved_and_a_good_one_mends_the_file(config_file):
+    with pytest.raises(labkit.ConfigError, match=r"LABKIT_ENGINE='torch' should be one of keras, onnx.*nothing was "
+                                                 r"saved"):
+        _userconfig.save({"LABKIT_ENGINE": "torch"})
+    assert not config_file.exists()
+    config_file.parent.mkdir(parents=True)
+    config_file.write_text(json.dumps({"LABKIT_PORT": "eighty", "LABKIT_BACKEND": "local"}))
+    _userconfig.save({"LABKIT_PORT": "5200"})  # what the form does: save over the bad value
+    assert _userconfig.load() == {"LABKIT_PORT": "5200", "LABKIT_BACKEND": "local"}
 
 
 # -- the environment checks -----------------------------------------------------------
