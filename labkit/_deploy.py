@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import html
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
 from typing import Sequence
 
 import httpx
 
 from . import _health, backends
 from ._config import DEFAULT_NAME, Settings
+from ._display import Table, cell, table
 from ._errors import ConfigError, DeployError, LabkitError, NotDeployed, PredictionError, ScaleError, ServerNotReady
-from ._progress import Progress, Step
+from ._progress import Progress, Step, _in_notebook
 from ._state import RunDir
 
 
@@ -47,10 +50,10 @@ class Status:
     def _repr_html_(self) -> str:
         state = "healthy" if self.healthy else f"not ready: {self.problem}"
         head = (
-            f"<p><b>{self.name}</b> ({self.backend}) at <a href='{self.url}' target='_blank'>{self.url}</a>: "
-            f"{state}, {self.workers} worker(s) answering, {self.engine} engine</p>"
+            f"<p><b>{html.escape(self.name)}</b> ({html.escape(self.backend)}) at {_link(self.url)}: "
+            f"{html.escape(state)}, {self.workers} worker(s) answering, {html.escape(self.engine)} engine</p>"
         )
-        return head + self.processes_frame().to_html(index=False)
+        return head + table(self.processes_frame())
 
 
 class Deployment:
@@ -58,17 +61,37 @@ class Deployment:
 
     Get one from ``labkit.deploy()`` (starts it) or ``labkit.attach()``
     (finds one that runs already, e.g. after a kernel restart).
+
+    ``steps`` are the steps of the deploy that started it, also when this
+    object only found it; ``reused`` says that this object did not start it
+    (deploy() found it running, or attach()), so destroy() takes it away from
+    whoever did.
     """
 
-    def __init__(self, run: RunDir, state: dict, settings: Settings, steps: Sequence[Step] = ()):
+    def __init__(self, run: RunDir, state: dict, settings: Settings, steps: Sequence[Step] | None = None,
+                 reused: bool = False):
         self._run = run
         self._state = state
         self._settings = settings
         self.backend = backends.from_state(state)
-        self.steps = list(steps)
+        self.steps = list(steps) if steps is not None else [Step(**step) for step in state.get("steps", [])]
+        self.reused = reused
 
     def __repr__(self) -> str:
         return f"<Deployment {self.name!r} backend={self.backend.name} url={self.url}>"
+
+    def _repr_html_(self) -> str:
+        now = self._run.read() if self._run.exists() else {}
+        if now.get("id") != self._state.get("id"):  # gone, or another deployment of that name
+            return f"<p><b>{html.escape(self.name)}</b> was taken down: run labkit.deploy() to start a new one.</p>"
+        self._state = now  # scaled from another shell since, say
+        took = f"{sum(s.seconds for s in self.steps):.1f} s" if self.steps else cell(None)
+        row = [self.backend.name, str(self.workers), self._state.get("engine", "keras"), _when(self.since), took]
+        card = (f"<p><b>{html.escape(self.name)}</b> at {_link(self.url)}</p>"
+                + Table(["backend", "workers", "engine", "running since", "deploy took"], [row]).html())
+        if self.reused:
+            card += "<p>Reused: started elsewhere; destroy() stops it for everyone.</p>"
+        return card
 
     @property
     def name(self) -> str:
@@ -77,6 +100,24 @@ class Deployment:
     @property
     def url(self) -> str:
         return self._state["url"]
+
+    @property
+    def since(self) -> datetime | None:
+        """When it was deployed (UTC), as its state records it."""
+        created = self._state.get("created")
+        return datetime.fromisoformat(created) if created else None
+
+    @property
+    def workers(self) -> int:
+        """How many workers it was deployed or last scaled with; ``status()`` counts those that answer."""
+        if "workers" in self._state:
+            return int(self._state["workers"])
+        return _health.fetch(self.url).get("workers", 0)  # a deployment recorded before labkit noted them
+
+    def running_note(self) -> str:
+        """"'lab' is already running (local backend, since 08:31, 1 worker)": how a reuse is told."""
+        return (f"{self.name!r} is already running ({self.backend.name} backend, since {_when(self.since)}, "
+                f"{_workers(self.workers)})")
 
     @property
     def run_dir(self) -> RunDir:
@@ -120,7 +161,8 @@ class Deployment:
             raise ScaleError(f"Cannot scale to {workers!r} workers: give a whole number of at least 1.")
         started = time.perf_counter()
         with self._run.locked():
-            self._state = self.backend.scale(self._run, self._refresh(), workers)
+            self._state = {**self.backend.scale(self._run, self._refresh(), workers), "workers": workers}
+            self._run.write(self._state)
         return time.perf_counter() - started
 
     def scale_out(self, vms: int, workers_per_vm: int = 1) -> float:
@@ -181,11 +223,12 @@ class Deployment:
             raise ServerNotReady(f"The server has no worker to answer: {message}. Check `labkit status`.")
         raise PredictionError(f"The server refused the rows: {message}.")
 
-    def model_info(self) -> dict:
+    def model_info(self) -> "ModelInfo":
+        """What ``/api/model`` says of the model the workers serve (a dict; a table in a notebook)."""
         response = httpx.get(f"{self.url}/api/model", timeout=self._settings.predict_timeout + 5)
         if response.status_code != 200:
             raise ServerNotReady(f"No model information: {_error_message(response)}.")
-        return response.json()
+        return ModelInfo(response.json())
 
     def logs(self, lines: int = 40) -> str:
         """The last lines of every process's log, one section each."""
@@ -221,6 +264,57 @@ def _error_message(response: httpx.Response) -> str:
         return f"HTTP {response.status_code}"
 
 
+def _workers(count: int) -> str:
+    return f"{count} worker{'s' if count != 1 else ''}"
+
+
+def _link(url: str) -> str:
+    return f"<a href='{html.escape(url)}' target='_blank'>{html.escape(url)}</a>"
+
+
+def _when(moment: datetime | str | None) -> str:
+    """A time as a student reads it, in their time zone: "08:31" today, else "1 Dec 2026, 08:31"."""
+    if moment is None:
+        return "an unknown time"
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    local = moment.astimezone() if moment.tzinfo else moment.replace(tzinfo=timezone.utc).astimezone()
+    if local.date() == datetime.now().astimezone().date():
+        return local.strftime("%H:%M")
+    return f"{local.day} {local.strftime('%b %Y, %H:%M')}"
+
+
+class ModelInfo(dict):
+    """``/api/model``'s answer: the metadata of the model served, its engine and the worker that answered.
+
+    Index it like the dict it is (``info["version"]``); a notebook shows a table.
+    """
+
+    def rows(self) -> list[list[str]]:
+        """The fields a reader wants, as text; those the metadata lacks are left out."""
+        params = self.get("params") or {}
+        training = []
+        if "epochs" in params:
+            training.append(f"{params['epochs']} epochs")
+        if params.get("hidden"):
+            training.append("hidden layers " + ",".join(str(h) for h in params["hidden"]))
+        if "seed" in params:
+            training.append(f"seed {params['seed']}")
+        accuracy, trained, served_by = self.get("accuracy"), self.get("trained_at"), self.get("served_by")
+        rows = [
+            ("version", self.get("version")),
+            ("engine", self.get("engine")),
+            ("held-out accuracy", None if accuracy is None else cell(accuracy, 3)),
+            ("trained at", trained and _when(trained)),
+            ("training", ", ".join(training)),
+            ("answered by", served_by and f"the worker {served_by}"),
+        ]
+        return [[name, str(value)] for name, value in rows if value not in (None, "")]
+
+    def _repr_html_(self) -> str:
+        return Table(["the model served", ""], self.rows()).html()
+
+
 def deploy(
     backend: "str | backends.Backend | None" = None,
     *,
@@ -235,9 +329,25 @@ def deploy(
     ``engine`` (default: ``settings.engine``, "keras") is what the workers
     run the model with: "keras" or "onnx" (ONNX Runtime, no TensorFlow).
     ``progress`` (default: ``settings.progress``) is "auto", "bar", "lines" or "off".
-    If a deployment with this name already runs, it is returned as it is:
-    calling ``deploy`` twice never starts a second stack.
+    If a deployment with this name already runs, it is returned as it is
+    (``reused`` set, its ``steps`` those of when it was deployed) and the
+    progress display says so in one sentence: calling ``deploy`` twice never
+    starts a second stack.
     """
+    lab = start_or_reuse(backend, name=name, workers=workers, settings=settings, progress=progress, engine=engine)
+    if lab.reused:
+        hints = [f"use lab.scale({workers}) for {_workers(workers)}"] if lab.workers != workers else []
+        served = lab.state.get("engine", "keras")
+        if engine is not None and engine != served:
+            hints.append(f"it serves with {served}: lab.destroy() it first, then deploy with engine={engine!r}")
+        _tell(f"{lab.running_note()}: reusing it{''.join('; ' + hint for hint in hints)}.", lab.settings.progress)
+    return lab
+
+
+def start_or_reuse(backend: "str | backends.Backend | None" = None, *, name: str = DEFAULT_NAME, workers: int = 1,
+                   settings: Settings | None = None, progress: str | None = None,
+                   engine: str | None = None) -> Deployment:
+    """``deploy()`` without its sentence about a reuse, for a caller that says it its own way (`labkit up`)."""
     settings = settings or Settings.from_env()
     if engine is not None:
         settings = replace(settings, engine=engine)
@@ -257,14 +367,18 @@ def deploy(
         if run.exists():
             state = run.read()
             if backends.from_state(state).running(state):
-                return Deployment(run, state, settings)
+                return Deployment(run, state, settings, reused=True)
             # Left over from a crash: clean up whatever still runs, then start afresh.
             backends.from_state(state).down(run, state)
             run.remove()
         steps = backend_impl.plan_steps(workers)
         display = Progress(len(steps), f"deploying {name!r}", settings.progress)
+        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         try:
             state = backend_impl.up(run, settings, workers, display)
+            # Whoever finds it later (deploy() again, attach(), another shell) sees how it was deployed.
+            state = {"created": started, **state, "workers": workers, "steps": [asdict(s) for s in display.done]}
+            run.write(state)
         except BaseException:
             # Including KeyboardInterrupt: a half-started stack must not outlive the attempt.
             if run.exists():
@@ -276,20 +390,59 @@ def deploy(
     return Deployment(run, state, settings, display.done)
 
 
+def _tell(sentence: str, mode: str) -> None:
+    """One sentence where the progress display is: a line of text in a notebook, a ``[labkit]`` line elsewhere.
+
+    Not a warning: Python shows a warning once per line of code (a cell run
+    again would say nothing), with a file name and line number before it, and
+    as an error where warnings are errors (pytest here).
+    """
+    if mode == "off":
+        return
+    if _in_notebook():
+        from IPython.display import HTML, display
+
+        display(HTML(f"<p>{html.escape(sentence)}</p>"))
+    else:
+        print(f"[labkit] {sentence}", flush=True)
+
+
 def attach(name: str = DEFAULT_NAME, settings: Settings | None = None) -> Deployment:
     """The running deployment called ``name``; raises NotDeployed if there is none."""
     settings = settings or Settings.from_env()
     run = RunDir(settings.deployments_dir, name)
     if not run.exists():
         raise NotDeployed(f"No deployment called {name!r} is running: start one with `labkit up --name {name}`.")
-    return Deployment(run, run.read(), settings)
+    return Deployment(run, run.read(), settings, reused=True)
 
 
-def deployments(settings: Settings | None = None) -> list[str]:
+class Deployments(list):
+    """The names of the deployments that run (a list); a notebook shows a sentence or a table."""
+
+    def __init__(self, names: Sequence[str], settings: Settings):
+        super().__init__(names)
+        self._settings = settings
+
+    def _repr_html_(self) -> str:
+        if not self:
+            return "<p>No deployment of this lab is running.</p>"
+        rows = []
+        for name in self:
+            try:
+                state = RunDir(self._settings.deployments_dir, name).read()
+            except (OSError, ValueError):  # taken down since the list was made
+                continue
+            rows.append([name, state["backend"], state.get("url") or cell(None), cell(state.get("workers")),
+                         _when(state.get("created"))])
+        return Table(["name", "backend", "url", "workers", "running since"], rows).html()
+
+
+def deployments(settings: Settings | None = None) -> Deployments:
+    """The names of the deployments that run, as a list."""
     from ._state import names
 
     settings = settings or Settings.from_env()
-    return names(settings.deployments_dir)
+    return Deployments(names(settings.deployments_dir), settings)
 
 
-__all__ = ["Deployment", "Status", "attach", "deploy", "deployments", "LabkitError"]
+__all__ = ["Deployment", "Deployments", "ModelInfo", "Status", "attach", "deploy", "deployments", "LabkitError"]

@@ -24,6 +24,7 @@ from labkit.cli import main as cli
 from production_server.releases import Releases
 
 from steady_load import ROWS, Totals, steady_load
+from test_shown_in_notebooks import assert_reads_well
 
 pytestmark = pytest.mark.slow
 
@@ -94,13 +95,24 @@ def test_init_serves_release_1_from_the_pointer_without_dropping_requests(ci, mo
     assert labkit.cicd.init(name="cicd", settings=ci.settings).config == ci.pipeline.config
 
 
-def test_a_better_model_is_served_with_no_failed_request(ci, report):
+def test_a_better_model_is_served_with_no_failed_request(ci, report, capsys):
     before = production(ci)
     pids = worker_pids(ci.lab)
+    capsys.readouterr()
     with steady_load(ci.lab.url) as load:
         # Measured: 78.6% held out, against 77.9% for the fixture's (30 epochs, 12,8).
         result = ci.pipeline.push(epochs=30, hidden=(8, 4), seed=7)
     served_after = ci.pipeline.history()[-1]["seconds_to_serve"]
+    # Its steps as they ran, the rollout's as production measured it.
+    markers = labkit.parse_markers(capsys.readouterr().out)
+    assert [s.what for s in markers] == ["train: 30 epochs, hidden layers 8,4, seed 7", "commit model/",
+                                         "push: production's gate checks the model",
+                                         f"roll out: every worker serves release {result.release}"]
+    assert markers == [labkit.Step(s.index, s.total, s.what, round(s.seconds, 1)) for s in result.steps]
+    assert result.seconds_to_serve == served_after and result.workers == 2
+    assert str(result).startswith(f"Release {result.release} (version {result.version}) is live: 2 worker(s) "
+                                  f"serve it, {served_after:g} s after the switch.\nThe gate accepted it: loads,")
+    assert_reads_well(result)
     report(f"rollout of release {result.release} to 2 workers under load: {load.requests} requests, "
            f"{load.errors} failed; all workers served it {served_after} s after the pointer switched")
     trained = (ci.pipeline.development / "model" / "metadata.json").read_text()
@@ -211,6 +223,13 @@ def test_history_lists_every_deploy(ci, monkeypatch, capsys):
         kind = subprocess.run(["git", "cat-file", "-t", entry["commit"]], cwd=repo, capture_output=True, text=True)
         assert kind.stdout.strip() == "commit"
     assert history[-1]["version"] == ci.lab.model_info()["version"]
+    # One notion of who: the development repository's git user, for init, deploys and rollbacks.
+    author = subprocess.run(["git", "config", "user.name"], cwd=ci.pipeline.development, capture_output=True,
+                            text=True).stdout.strip()
+    assert {entry["who"] for entry in history} == {author}
+    frame = ci.pipeline.history_frame()
+    assert not frame.isna().any().any()
+    assert_reads_well(frame)
     monkeypatch.setenv("LABKIT_HOME", str(ci.settings.home))
     assert cli(["cicd", "history", "--name", "cicd"]) == 0
     printed = capsys.readouterr().out
@@ -275,11 +294,17 @@ def test_a_dead_pointer_cannot_be_confirmed(tmp_path):
         confirm(f"http://127.0.0.1:{port}", "abc", timeout=1)
 
 
-def test_a_new_deployment_of_the_same_name_sets_the_old_pipeline_aside(settings):
+def test_a_new_deployment_of_the_same_name_sets_the_old_pipeline_aside(settings, capsys):
     # A student runs the notebook twice: the second init must work and lose nothing of the first.
     first = labkit.deploy("local", name="again", workers=1, settings=settings)
     try:
+        capsys.readouterr()
         old = labkit.cicd.init(name="again", settings=settings)
+        # init shows its steps as deploy() does.
+        assert [(s.index, s.total) for s in labkit.parse_markers(capsys.readouterr().out)] == [
+            (k, 5) for k in range(1, 6)]
+        content = assert_reads_well(old)
+        assert "Serving release 1 (version " in content and "at least 70.0%" in content
         (old.development / "notes.txt").write_text("my work")
     finally:
         first.destroy()

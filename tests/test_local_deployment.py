@@ -16,6 +16,7 @@ import pytest
 
 import labkit
 from labkit import _procs
+from labkit._deploy import _when
 from production_server import data as pima
 from production_server import model
 
@@ -61,6 +62,7 @@ def test_up_predict_scale_down(deployment_factory, model_dir, data_dir, monkeypa
         seconds = lab.scale(workers)
         assert seconds > 0
         assert worker_count(lab.url) == workers
+        assert labkit.attach(lab.name, settings=lab.settings).workers == workers  # what a reuse will say
         alive = [p for p in lab.status().processes if p["role"].startswith("worker-") and p["alive"]]
         assert len(alive) == workers
 
@@ -71,15 +73,27 @@ def test_up_predict_scale_down(deployment_factory, model_dir, data_dir, monkeypa
     assert not run_path.exists()
 
 
-def test_deploy_twice_reattaches(deployment_factory, settings):
+def test_deploy_twice_reattaches(deployment_factory, settings, capsys):
     first = deployment_factory(workers=1, name="twice")
+    capsys.readouterr()
     pids = sorted(p["pid"] for p in first.state["processes"])
-    second = labkit.deploy("local", name="twice", workers=1, settings=settings)
+    second = labkit.deploy("local", name="twice", workers=2, settings=settings)
     assert second.url == first.url
     assert sorted(p["pid"] for p in second.state["processes"]) == pids
+    # Told, not silent: what runs, since when, and how to get the workers asked for.
+    assert capsys.readouterr().out == (f"[labkit] 'twice' is already running (local backend, since "
+                                       f"{_when(first.since)}, 1 worker): reusing it; use lab.scale(2) for 2 "
+                                       "workers.\n")
+    assert second.reused and not first.reused
+    assert "destroy() stops it for everyone" in second._repr_html_()
+    # The steps of the deploy that started it: step_times() of a reused deployment is not empty.
+    assert len(first.steps) == 5 and second.steps == first.steps
     # A restarted kernel: nothing in memory, only the run directory.
     again = labkit.attach("twice", settings=labkit.Settings(home=settings.home))
     assert again.status().healthy
+    assert again.steps == first.steps and again.reused
+    info = again.model_info()
+    assert isinstance(info, dict) and f">{info['version']}<" in info._repr_html_()
     assert labkit.deployments(settings) == ["twice"]
     # An object left from an earlier deployment of the same name (an old
     # kernel's atexit hook) must not take this one down.
@@ -165,6 +179,13 @@ def test_cli_up_status_down(cli_env, settings):
     assert [s.index for s in labkit.parse_markers(up.stdout)] == [1, 2, 3, 4, 5]
     url = up.stdout.strip().splitlines()[-1].split(" at ")[1].split(" ")[0]
     assert httpx.get(f"{url}/healthz").json()["status"] == "ok"
+
+    # Up again with other options: it says what it did not do, and starts nothing.
+    again = _cli(["up", "--workers", "3", "--name", "cli"], cli_env)
+    assert again.returncode == 0, again.stderr
+    assert "is already running (local backend, since " in again.stdout
+    assert ", 1 worker): --workers 3 was not applied: run `labkit scale 3`." in again.stdout
+    assert labkit.parse_markers(again.stdout) == []
 
     status = _cli(["status", "--json", "--name", "cli"], cli_env)
     shown = json.loads(status.stdout)

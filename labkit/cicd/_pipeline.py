@@ -14,8 +14,10 @@ commits and pushes; production's hooks do the rest.
 from __future__ import annotations
 
 import getpass
+import html
 import json
 import re
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -26,36 +28,95 @@ from production_server.cicd.setup import HOOK_TEXT
 from production_server.releases import HISTORY, Releases
 
 from .._config import DEFAULT_NAME, Settings
+from .._deploy import _when
 from .._deploy import attach as attach_deployment
+from .._display import Table, cell
 from .._errors import CICDError, PushRejected, TrainingError
+from .._progress import Progress, Step
 from .._show import SourceFile
 from ._hosts import LocalHost, Sides, must
 
 RECORD = "pipeline.json"  # labkit's own note of a pipeline, on the student's machine
+GATE_STEP = "push: production's gate checks the model"
+COLUMNS = ["release", "action", "version", "accuracy", "time", "commit", "who", "seconds_to_serve"]
 
 
 @dataclass(frozen=True)
 class PushResult:
+    """What a push did: the commit, the gate's verdict and, on the deploy branch, the release now live."""
+
     branch: str
     commit: str
     deployed: bool
     release: int | None
     version: str | None
     output: str  # what production's hooks printed
+    gate: str | None = None  # the gate's sentence: what it checked, or why a branch is not deployed
+    workers: int | None = None  # how many workers were seen serving the release
+    seconds_to_serve: float | None = None  # from the switch until they all served it
+    steps: tuple[Step, ...] = ()
 
     def __str__(self) -> str:
-        return self.output
+        if not self.deployed:
+            return f"Commit {self.commit[:8]} is on branch {self.branch}: {self.gate or 'accepted, not deployed'}."
+        return "\n".join([
+            f"Release {self.release} (version {self.version}) is live: {self._served()}.",
+            f"The gate accepted it: {self.gate}." if self.gate else "The gate accepted it.",
+            f"Commit {self.commit[:8]} on {self.branch}.",
+        ])
+
+    def _served(self) -> str:
+        if self.workers is None:
+            return "every worker serves it"
+        return f"{self.workers} worker(s) serve it, {self.seconds_to_serve:g} s after the switch"
+
+    def _repr_html_(self) -> str:
+        rows = [["result", f"live: release {self.release}" if self.deployed else "stored, not deployed"],
+                ["version", cell(self.version)], ["commit", self.commit[:8]], ["branch", self.branch],
+                ["gate", cell(self.gate)]]
+        if self.deployed:
+            rows.append(["rollout", self._served()])
+        said = (f"<details><summary>What production's hooks said</summary><pre>{html.escape(self.output)}</pre>"
+                "</details>")
+        return Table(["the push", ""], rows).html() + said
+
+
+class _Steps(Progress):
+    """labkit's progress display, which can also say what runs while production times it (the push)."""
+
+    def running(self, what: str) -> None:
+        """Show ``what`` as the step that runs now; it is recorded afterwards, with ``record``."""
+        if self._bar is not None:
+            self._bar.set_description_str(f"{self.title}, step {self.next_index()}/{self.total}: {what}")
 
 
 class Pipeline:
     """A deployment's CI/CD: the development repository, production's hooks and releases."""
 
-    def __init__(self, config: PipelineConfig, sides: Sides):
+    def __init__(self, config: PipelineConfig, sides: Sides, progress: str = "auto"):
         self.config = config
         self.sides = sides
+        self.progress = progress  # how push() shows its steps: auto, bar, lines or off
 
     def __repr__(self) -> str:
         return f"<Pipeline {self.config.name!r} development={self.sides.development.name}:{self.development}>"
+
+    def _repr_html_(self) -> str:
+        config, sides = self.config, self.sides
+        head = (f"<p>CI/CD of <b>{html.escape(config.name)}</b>: a push to <b>{html.escape(config.branch)}</b> "
+                f"goes live once production's gate passes it (held-out accuracy at least {config.min_accuracy:.1%})."
+                "</p>")
+        rows = [["production", sides.production.name, f"{config.production} (repo.git, its hooks, releases/)"],
+                ["development", sides.development.name, f"{self.development} (pushes to the remote 'production')"]]
+        try:
+            current = self.history()[-1:]
+        except CICDError as exc:
+            now = f"The release served now could not be read: {exc}"
+        else:
+            now = (f"Serving release {current[0]['release']} (version {current[0]['version']}, "
+                   f"{current[0]['action']} at {_when(current[0].get('time'))})." if current else
+                   "No release is recorded yet: run labkit.cicd.init() again to finish the set-up.")
+        return head + Table(["side", "host", "folder"], rows).html() + f"<p>{html.escape(now)}</p>"
 
     @property
     def development(self) -> Path:
@@ -78,31 +139,58 @@ class Pipeline:
              message: str | None = None, branch: str | None = None) -> PushResult:
         """Retrain on the development side, commit the model and push it to production."""
         dev = self.sides.development
-        done = dev.run([self.sides.dev_python, "-m", "production_server.train", "--out",
-                        str(self.development / MODEL_PATH), "--epochs", str(epochs),
-                        "--hidden", ",".join(str(h) for h in hidden), "--seed", str(seed)], timeout=1800)
-        if done.code != 0:
-            raise TrainingError(f"Training failed on {dev.name}: {done.last_line()}")
-        meta = json.loads(done.out.strip().splitlines()[-1])
-        message = message or (f"Retrain: {epochs} epochs, hidden {','.join(map(str, hidden))}, seed {seed} "
-                              f"(held-out accuracy {meta['accuracy']:.1%})")
-        return self.publish(message, branch)
+        display = self._display(branch, trains=True)
+        layers = ",".join(str(h) for h in hidden)
+        try:
+            with display.step(f"train: {epochs} epochs, hidden layers {layers}, seed {seed}"):
+                done = dev.run([self.sides.dev_python, "-m", "production_server.train", "--out",
+                                str(self.development / MODEL_PATH), "--epochs", str(epochs),
+                                "--hidden", layers, "--seed", str(seed)], timeout=1800)
+            if done.code != 0:
+                raise TrainingError(f"Training failed on {dev.name}: {done.last_line()}")
+            meta = json.loads(done.out.strip().splitlines()[-1])
+            message = message or (f"Retrain: {epochs} epochs, hidden {layers}, seed {seed} "
+                                  f"(held-out accuracy {meta['accuracy']:.1%})")
+            return self._publish(message, branch, display)
+        finally:
+            display.close()
 
     def publish(self, message: str, branch: str | None = None) -> PushResult:
         """Commit whatever is in ``model/`` now and push it (a hand-made model, say)."""
+        display = self._display(branch, trains=False)
+        try:
+            return self._publish(message, branch, display)
+        finally:
+            display.close()
+
+    def _display(self, branch: str | None, trains: bool) -> _Steps:
+        # Training, commit, the gate, and on the deploy branch the rollout.
+        deploys = (branch or self.config.branch) == self.config.branch
+        return _Steps(trains + 2 + deploys, f"pushing to {self.config.name!r}", self.progress)
+
+    def _publish(self, message: str, branch: str | None, display: _Steps) -> PushResult:
         branch = branch or self.config.branch
         dev, cwd = self.sides.development, self.sides.development_dir
-        must(dev, ["git", "add", "--all", MODEL_PATH], "git add", cwd=cwd)
-        if dev.run(["git", "diff", "--cached", "--quiet"], cwd=cwd).code != 0:
-            must(dev, ["git", "commit", "--quiet", "-m", message], "git commit", cwd=cwd)
-        elif dev.run(["git", "merge-base", "--is-ancestor", "HEAD", f"production/{branch}"], cwd=cwd).code == 0:
-            # Nothing new, and production has it all (a commit whose push failed is pushed again below).
-            raise CICDError(f"{self.development / MODEL_PATH} is the same as in the last commit: retrain with "
-                            "other parameters (or change the model), then push.")
-        commit = must(dev, ["git", "rev-parse", "HEAD"], "git rev-parse", cwd=cwd).out.strip()
+        with display.step("commit model/"):
+            must(dev, ["git", "add", "--all", MODEL_PATH], "git add", cwd=cwd)
+            if dev.run(["git", "diff", "--cached", "--quiet"], cwd=cwd).code != 0:
+                must(dev, ["git", "commit", "--quiet", "-m", message], "git commit", cwd=cwd)
+            elif dev.run(["git", "merge-base", "--is-ancestor", "HEAD", f"production/{branch}"], cwd=cwd).code == 0:
+                # Nothing new, and production has it all (a commit whose push failed is pushed again below).
+                raise CICDError(f"{self.development / MODEL_PATH} is the same as in the last commit: retrain with "
+                                "other parameters (or change the model), then push.")
+            commit = must(dev, ["git", "rev-parse", "HEAD"], "git rev-parse", cwd=cwd).out.strip()
+        display.running(GATE_STEP)
+        started = time.perf_counter()
         done = dev.run(["git", "push", "--porcelain", "production", f"HEAD:refs/heads/{branch}"], cwd=cwd)
+        pushed = time.perf_counter() - started
         said = "\n".join(line.removeprefix("remote: ").rstrip()
                          for line in done.err.splitlines() if line.startswith("remote: "))
+        live = re.search(rf"^{re.escape(DEPLOY)} live: release (\d+), version (\w+), served by (\d+) worker\(s\) "
+                         rf"([\d.]+) s after the switch", said, re.MULTILINE)
+        # The hooks run inside the push: production measured the rollout, the gate had the rest.
+        rollout = float(live.group(4)) if live else 0.0
+        display.record(Step(display.next_index(), display.total, GATE_STEP, max(pushed - rollout, 0.0)))
         if done.code != 0:
             rejected = re.search(rf"^{re.escape(GATE)} rejected: (.+)$", said, re.MULTILINE)
             if rejected:
@@ -112,9 +200,13 @@ class Pipeline:
         failed = re.search(rf"^{re.escape(DEPLOY)} FAILED: (.+)$", said, re.MULTILINE)
         if failed:
             raise CICDError(f"Production accepted the push but did not go live: {failed.group(1)}")
-        live = re.search(rf"^{re.escape(DEPLOY)} live: release (\d+), version (\w+)", said, re.MULTILINE)
+        if live:
+            display.record(Step(display.next_index(), display.total,
+                                f"roll out: every worker serves release {live.group(1)}", rollout))
+        gate = re.search(rf"^{re.escape(GATE)} (?:accepted \w+|branch \S+): (.+)$", said, re.MULTILINE)
         return PushResult(branch, commit, live is not None, int(live.group(1)) if live else None,
-                          live.group(2) if live else None, said)
+                          live.group(2) if live else None, said, gate.group(1) if gate else None,
+                          int(live.group(3)) if live else None, rollout if live else None, tuple(display.done))
 
     def history(self) -> list[dict]:
         """Every deploy and rollback, oldest first: release, version, accuracy, time, commit, who."""
@@ -122,16 +214,15 @@ class Pipeline:
         return [json.loads(line) for line in text.splitlines() if line.strip()]
 
     def history_frame(self):
+        """The history as a table to read: times in your time zone, a dash where an entry has no value."""
         import pandas as pd
 
-        columns = ["release", "action", "version", "accuracy", "time", "commit", "who", "seconds_to_serve"]
-        frame = pd.DataFrame(self.history(), columns=columns)
-        frame["commit"] = frame["commit"].str[:8]
-        return frame
+        return pd.DataFrame([[_shown(column, entry.get(column)) for column in COLUMNS] for entry in self.history()],
+                            columns=COLUMNS)
 
     def rollback(self) -> dict:
         """Serve the release before the current one again; returns its history entry."""
-        return self._production_command("rollback")
+        return self._production_command("rollback", "--who", identity(self.sides, cloned=True))
 
     def _production_command(self, command: str, *extra: str) -> dict:
         done = self.sides.production.run([self.sides.python, "-m", "production_server.cicd.hooks", command,
@@ -150,6 +241,28 @@ class Pipeline:
                 return ""
             raise CICDError(f"Cannot read {path} on {self.sides.production.name}: {done.last_line()}")
         return done.out
+
+
+def _shown(column: str, value: object) -> str:
+    """A history value as the table shows it."""
+    if value is None:
+        return cell(None)
+    if column == "commit":
+        return str(value)[:8]
+    if column == "time":
+        return _when(str(value))
+    return cell(value, {"accuracy": 3, "seconds_to_serve": 2}.get(column, 1))
+
+
+def identity(sides: Sides, cloned: bool) -> str:
+    """Who the history names for init, deploys and rollbacks alike: the development side's git user.
+
+    A push's entry names its commit's author, which is that user (``_clone``
+    sets it where git has none: this machine's login name).
+    """
+    folder = sides.development_dir if cloned else "/"  # "/": git's global settings, before the clone exists
+    done = sides.development.run(["git", "config", "--get", "user.name"], cwd=folder)
+    return done.out.strip() if done.code == 0 and done.out.strip() else getpass.getuser()
 
 
 def _root(settings: Settings, name: str) -> Path:
@@ -178,7 +291,7 @@ def attach(name: str = DEFAULT_NAME, settings: Settings | None = None) -> Pipeli
     if config.deployment_id != lab.state["id"]:
         raise CICDError(f"The CI/CD of {name!r} belongs to an earlier deployment of that name: run "
                         "`labkit cicd init` again for the one running now.")
-    return Pipeline(config, lab.backend.cicd_sides(lab.run_dir, lab.state, settings, root))
+    return Pipeline(config, lab.backend.cicd_sides(lab.run_dir, lab.state, settings, root), settings.progress)
 
 
 def init(name: str = DEFAULT_NAME, min_accuracy: float = DEFAULT_MIN_ACCURACY,
@@ -204,7 +317,7 @@ def init(name: str = DEFAULT_NAME, min_accuracy: float = DEFAULT_MIN_ACCURACY,
     if (root / RECORD).is_file():
         existing = _load_record(root)
         if existing.deployment_id == state["id"]:
-            return Pipeline(existing, lab.backend.cicd_sides(lab.run_dir, state, settings, root))
+            return Pipeline(existing, lab.backend.cicd_sides(lab.run_dir, state, settings, root), settings.progress)
         # Left by an earlier deployment of this name (a notebook run again): set it aside, never
         # delete it, since its development repository may hold a student's work.
         root.rename(root.with_name(f"{name}-{existing.deployment_id}"))
@@ -215,37 +328,53 @@ def init(name: str = DEFAULT_NAME, min_accuracy: float = DEFAULT_MIN_ACCURACY,
         if earlier != state["id"]:
             root.rename(root.with_name(f"{name}-{earlier}"))
     root.mkdir(parents=True, exist_ok=True)
-    with lab.run_dir.locked():
-        sides = lab.backend.prepare_cicd(lab.run_dir, state, settings, root)
-    who = getpass.getuser()
-    config = PipelineConfig(name=name, deployment_id=state["id"], url=sides.url, production=sides.production_root,
-                            min_accuracy=float(min_accuracy), data_dir=sides.data_dir,
-                            engine=state.get("engine", "keras"))
-    pipeline = _set_up(config, sides, who)
-    with lab.run_dir.locked():
-        lab.backend.serve_model_from(lab.run_dir, state, Path(sides.pointer))
-    pipeline._production_command("init", "--who", who)
+    display = Progress(len(INIT_STEPS), f"setting up CI/CD for {name!r}", settings.progress)
+    try:
+        with display.step(INIT_STEPS[0]), lab.run_dir.locked():
+            sides = lab.backend.prepare_cicd(lab.run_dir, state, settings, root)
+        who = identity(sides, cloned=False)
+        config = PipelineConfig(name=name, deployment_id=state["id"], url=sides.url,
+                                production=sides.production_root, min_accuracy=float(min_accuracy),
+                                data_dir=sides.data_dir, engine=state.get("engine", "keras"))
+        pipeline = Pipeline(_set_up(config, sides, who, display), sides, settings.progress)
+        with display.step(INIT_STEPS[3]), lab.run_dir.locked():
+            lab.backend.serve_model_from(lab.run_dir, state, Path(sides.pointer))
+        with display.step(INIT_STEPS[4]):
+            pipeline._production_command("init", "--who", who)
+    finally:
+        display.close()
     (root / RECORD).write_text(json.dumps({"backend": lab.backend.name, "config": asdict(config)}, indent=2) + "\n")
     return pipeline
 
 
-def _set_up(config: PipelineConfig, sides: Sides, who: str) -> Pipeline:
+INIT_STEPS = [
+    "prepare production and the development side",
+    "set up production's repository, release 1 and the hooks",
+    "clone the repository on the development side",
+    "restart the workers one at a time to serve the release pointer",
+    "confirm that every worker serves release 1",
+]
+
+
+def _set_up(config: PipelineConfig, sides: Sides, who: str, display: Progress) -> PipelineConfig:
     """Production's repository, release 1 and hooks; then the development side's clone of it.
 
     Either step that an earlier, interrupted init finished is not done again.
     """
-    if sides.production.run(["test", "-f", sides.config_file]).code == 0:
-        config = PipelineConfig.from_dict(json.loads(must(sides.production, ["cat", sides.config_file],
-                                                          "Reading production's cicd.json").out))
-    else:
-        must(sides.production, [sides.python, "-m", "production_server.cicd.setup", "--config-json",
-                                json.dumps(asdict(config)), "--model-dir", sides.served_model, "--python",
-                                sides.python, *(["--pythonpath", sides.pythonpath] if sides.pythonpath else []),
-                                "--who", who],
-             "Setting up production's repository")
-    if sides.development.run(["git", "-C", sides.development_dir, "rev-parse", "--git-dir"]).code != 0:
-        _clone(sides, who)
-    return Pipeline(config, sides)
+    with display.step(INIT_STEPS[1]):
+        if sides.production.run(["test", "-f", sides.config_file]).code == 0:
+            config = PipelineConfig.from_dict(json.loads(must(sides.production, ["cat", sides.config_file],
+                                                              "Reading production's cicd.json").out))
+        else:
+            must(sides.production, [sides.python, "-m", "production_server.cicd.setup", "--config-json",
+                                    json.dumps(asdict(config)), "--model-dir", sides.served_model, "--python",
+                                    sides.python, *(["--pythonpath", sides.pythonpath] if sides.pythonpath else []),
+                                    "--who", who],
+                 "Setting up production's repository")
+    with display.step(INIT_STEPS[2]):
+        if sides.development.run(["git", "-C", sides.development_dir, "rev-parse", "--git-dir"]).code != 0:
+            _clone(sides, who)
+    return config
 
 
 def _clone(sides: Sides, who: str) -> None:

@@ -40,7 +40,7 @@ def push(epochs: int, hidden: tuple[int, ...], seed: int, message: str | None, b
 
     click.echo(f"Training {epochs} epochs, hidden layers {hidden}, seed {seed} ...")
     result = labkit.cicd.attach(name).push(epochs=epochs, hidden=hidden, seed=seed, message=message, branch=branch)
-    click.echo(result.output)
+    click.echo(f"{result.output}\n\n{result}")
 
 
 @command.command("history")

@@ -23,10 +23,15 @@ def _cloud_option(name: str, variable: str, help: str):
 @_cloud_option("keypair", "LABKIT_OS_KEYPAIR", "Key pair name on the cloud")
 @_cloud_option("template", "LABKIT_OS_TEMPLATE", "The VM: single-server (Task 1) or docker-server (Task 2)")
 @name_option
-def command(workers: int, backend: str | None, engine: str | None, image, flavor, network, keypair, template,
-            name: str) -> None:
-    """Start the production server and wait until it answers."""
+@click.pass_context
+def command(ctx: click.Context, workers: int, backend: str | None, engine: str | None, image, flavor, network,
+            keypair, template, name: str) -> None:
+    """Start the production server and wait until it answers.
+
+    If it runs already, say so and leave it as it is (`labkit scale N` changes its workers).
+    """
     import labkit
+    from labkit._deploy import start_or_reuse
 
     target = backend or labkit.Settings.from_env().backend
     if target == "openstack":
@@ -37,6 +42,22 @@ def command(workers: int, backend: str | None, engine: str | None, image, flavor
         chosen = {"image": image, "flavor": flavor, "network": network, "keypair": keypair, "template": template}
         settings = replace(CloudSettings.from_env(), **{k: v for k, v in chosen.items() if v})
         target = OpenStackBackend(cloud_settings=settings)
-    lab = labkit.deploy(target, name=name, workers=workers, engine=engine)
+    lab = start_or_reuse(target, name=name, workers=workers, engine=engine)
+    if lab.reused:
+        click.echo(f"{lab.running_note()}: {'; '.join(_not_applied(ctx, lab, workers, engine)) or 'reusing it'}.")
     status = lab.status()
     click.echo(f"{lab.name} is up at {lab.url} with {status.workers} worker(s), {status.engine} engine.")
+
+
+def _not_applied(ctx: click.Context, lab, workers: int, engine: str | None) -> list[str]:
+    """What the options asked of a deployment that runs already, and how to get it."""
+    from click.core import ParameterSource
+
+    notes = []
+    if ctx.get_parameter_source("workers") != ParameterSource.DEFAULT and workers != lab.workers:
+        notes.append(f"--workers {workers} was not applied: run `labkit scale {workers}`")
+    served = lab.state.get("engine", "keras")
+    if engine and engine != served:
+        notes.append(f"--engine {engine} was not applied (it serves with {served}): run `labkit down`, "
+                     f"then `labkit up --engine {engine}`")
+    return notes

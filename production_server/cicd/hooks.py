@@ -137,8 +137,8 @@ def go_live_first(config: PipelineConfig, who: str) -> dict:
                                       "accuracy": read_metadata(release.path).get("accuracy")})
 
 
-def rollback(config: PipelineConfig) -> dict:
-    """Put the release before the current one back live; returns its history entry."""
+def rollback(config: PipelineConfig, who: str) -> dict:
+    """Put the release before the current one back live; returns its history entry (``who`` rolled back)."""
     releases = Releases(Path(config.production))
     with releases.locked():
         try:
@@ -146,8 +146,7 @@ def rollback(config: PipelineConfig) -> dict:
         except ReleaseError as exc:
             raise PipelineError(f"Cannot roll back: {exc}") from None
         earlier = [e for e in releases.history() if e.get("release") == target.number]
-        entry = {"action": "rollback", "who": earlier[-1].get("who") if earlier else None,
-                 "commit": earlier[-1].get("commit") if earlier else None,
+        entry = {"action": "rollback", "who": who, "commit": earlier[-1].get("commit") if earlier else None,
                  "accuracy": earlier[-1].get("accuracy") if earlier else None}
         return rollout.go_live(releases, target, url=config.url, timeout=config.confirm_timeout, entry=entry)
 
@@ -156,12 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m production_server.cicd.hooks")
     parser.add_argument("hook", choices=["pre-receive", "post-receive", "init", "rollback"])
     parser.add_argument("--config", type=Path, required=True)
-    parser.add_argument("--who", default="labkit", help="init: who set the pipeline up, for the history")
+    parser.add_argument("--who", default="labkit", help="init, rollback: who did it, for the history")
     args = parser.parse_args(argv)
     try:
         config = PipelineConfig.load(args.config)
         if args.hook in ("init", "rollback"):
-            record = go_live_first(config, args.who) if args.hook == "init" else rollback(config)
+            record = go_live_first(config, args.who) if args.hook == "init" else rollback(config, args.who)
             # One JSON line for labkit to read, after the line a person reads.
             say(f"{DEPLOY} live: release {record['release']}, version {record['version']} ({record['action']})")
             say(json.dumps(record))
