@@ -202,7 +202,8 @@ class Deployment:
         rows = [list(r) for r in rows]
         answer = self.post_predict(rows)
         frame = pd.DataFrame(rows, columns=list(FEATURES) if rows and len(rows[0]) == len(FEATURES) else None)
-        frame["probability"] = answer["probabilities"]
+        # Three places, as a reader compares probabilities; post_predict() keeps the full answer.
+        frame["probability"] = [round(p, 3) for p in answer["probabilities"]]
         frame["prediction"] = answer["predictions"]
         frame.attrs["model_version"] = answer["model_version"]
         return frame
