@@ -23,7 +23,7 @@ import numpy as np
 
 from . import _load
 from ._deploy import Deployment
-from ._display import Table
+from ._display import Table, amount
 from ._errors import BenchmarkError
 
 ROW = [6.0, 148.0, 72.0, 35.0, 0.0, 33.6, 0.627, 50.0]
@@ -72,7 +72,7 @@ def met_text(met: bool | None) -> str:
 
 
 def measures_table(measures: list[Measure]) -> Table:
-    rows = [[m.what, f"{m.value:.1f} {m.unit}".strip(), ratio_text(m.ratio), m.target, met_text(m.met)]
+    rows = [[m.what, amount(m.value, m.unit), ratio_text(m.ratio), m.target, met_text(m.met)]
             for m in measures]
     return Table(["measure", "value", "ratio", "target", "met"], rows, right=(1, 2))
 

@@ -18,7 +18,7 @@ from production_server.engines import ENGINES
 
 from . import _load
 from ._bench import ROW, machine, met_text, ratio_text
-from ._display import Table
+from ._display import Table, amount
 from ._config import Settings
 from ._errors import BenchmarkError
 from ._progress import Progress
@@ -96,7 +96,7 @@ class EngineComparison:
         ]
 
     def table(self) -> Table:
-        rows = [[c.what, _amount(c.keras, c.unit), _amount(c.onnx, c.unit),
+        rows = [[c.what, amount(c.keras, c.unit), amount(c.onnx, c.unit),
                  ratio_text(None if math.isnan(c.ratio) else c.ratio), c.target, c.met_detail or met_text(c.met)]
                 for c in self.checks()]
         return Table(["measure", "keras", "onnx", "keras / onnx", "target", "met"], rows, right=(1, 2, 3))
@@ -106,11 +106,6 @@ class EngineComparison:
 
     def _repr_html_(self) -> str:
         return self.table().html()
-
-
-def _amount(value: float, unit: str) -> str:
-    # Counts (failed requests) are whole numbers; measurements get one decimal.
-    return (f"{value:.1f} {unit}" if isinstance(value, float) else f"{value} {unit}").strip()
 
 
 def _measure(settings: Settings, engine: str, name: str, requests: int, scale_to: int,

@@ -66,6 +66,12 @@ def cell(value: object, digits: int = 1) -> str:
     return str(value)
 
 
+def amount(value: float, unit: str = "") -> str:
+    """A measurement with its unit: counts (failed requests) as whole numbers, the rest to one place."""
+    whole = isinstance(value, int) or (not unit and float(value).is_integer())
+    return (f"{int(value)} {unit}" if whole else f"{value:.1f} {unit}").strip()
+
+
 def table(frame: "pd.DataFrame", digits: Mapping[str, int] | None = None, index: bool = False) -> str:
     """An HTML table of ``frame`` with every value through ``cell`` (``digits`` per column, default 1)."""
     digits = digits or {}

@@ -36,6 +36,11 @@ NOTEBOOKS = ["00-setup.ipynb", "01-single-server.ipynb", "02-docker-scaling.ipyn
 # What the last code cell of each notebook shows once every cell above it ran.
 LAST_OUTPUT = {"00-setup.ipynb": "Saved to", "01-single-server.ipynb": "No deployment",
                "02-docker-scaling.ipynb": "No deployment", "03-ci-cd.ipynb": "No deployment"}
+# The charts each notebook draws (tests/test_notebooks.py checks that each .plot() shows an image).
+CHARTS = {"00-setup.ipynb": 0, "01-single-server.ipynb": 2, "02-docker-scaling.ipynb": 1, "03-ci-cd.ipynb": 0}
+# What the README's view of each notebook centres on: the form, the first chart, the history after a rollback.
+VIEW = {"00-setup.ipynb": (".widget-vbox", ""), "01-single-server.ipynb": ("img", ""),
+        "02-docker-scaling.ipynb": ("img", ""), "03-ci-cd.ipynb": ("table", "rollback")}
 # The short settings CI uses (as tests/test_notebooks.py): same code paths, fewer seconds.
 CI_SETTINGS = {"LABKIT_SWEEP_WORKERS": "1,2", "LABKIT_SWEEP_CONCURRENCY": "1,4", "LABKIT_SWEEP_SECONDS": "1.5",
                "LABKIT_ENGINES_REQUESTS": "60", "LABKIT_CICD_EPOCHS": "20"}
@@ -102,7 +107,9 @@ def open_and_run_all(page, jupyterlab, name: str) -> None:
     """Open a notebook, take the kernel JupyterLab proposes, Run All, and wait for the last cell's output."""
     from playwright.sync_api import expect
 
-    page.goto(f"{jupyterlab['url']}/lab/tree/{name}?token={jupyterlab['token']}")
+    # A workspace of its own: JupyterLab would otherwise reopen the notebooks of the previous test beside it.
+    workspace = name.removesuffix(".ipynb")
+    page.goto(f"{jupyterlab['url']}/lab/workspaces/{workspace}/tree/{name}?reset&token={jupyterlab['token']}")
     expect(page.locator(".jp-Notebook")).to_be_visible()
     dialog = page.locator(".jp-Dialog")
     try:
@@ -154,13 +161,13 @@ def test_a_notebook_runs_in_jupyterlab_and_shows_drawn_charts_and_tables(browser
         ARTIFACTS.mkdir(exist_ok=True)
         shots = shoot_charts_and_tables(page, name)
         report(f"JupyterLab {name}: {len(images)} chart(s) drawn, {len(shots)} chart/table screenshot(s)")
+        assert len(images) == CHARTS[name], f"{name} drew {len(images)} chart(s), not {CHARTS[name]}"
         if name == "00-setup.ipynb":
             check_the_setup_form(page, jupyterlab)
-        else:
-            assert images, f"{name} draws no chart"
-        # The view the README shows: the first chart, or the form, with what leads up to it.
-        target = page.locator(".jp-OutputArea-output").filter(has=page.locator("img, .widget-vbox")).first
-        target.scroll_into_view_if_needed()
+        # The view the README shows, with what leads up to it.
+        selector, text = VIEW[name]
+        target = page.locator(".jp-OutputArea-output").filter(has=page.locator(selector), has_text=text).first
+        target.evaluate("element => element.scrollIntoView({block: 'center'})")
         page.screenshot(path=ARTIFACTS / name.replace(".ipynb", ".png"), full_page=False)
     finally:
         context.close()
