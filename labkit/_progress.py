@@ -74,12 +74,19 @@ class Progress:
 
     @contextmanager
     def step(self, what: str) -> Iterator[None]:
+        self.running(what)
         index = len(self.done) + 1
-        if self._bar is not None:
-            self._bar.set_description_str(f"{self.title}, step {index}/{self.total}: {what}")
         started = time.perf_counter()
         yield
         self.record(Step(index, self.total, what, time.perf_counter() - started))
+
+    def running(self, what: str) -> None:
+        """Show ``what`` as the step that runs now (it is recorded when done, by ``step`` or ``record``).
+
+        For a step timed elsewhere, e.g. the rollout that production times during a push.
+        """
+        if self._bar is not None:
+            self._bar.set_description_str(f"{self.title}, step {self.next_index()}/{self.total}: {what}")
 
     def expect(self, total: int) -> None:
         """Change how many steps there will be (a VM announces its own in its first marker)."""

@@ -81,15 +81,6 @@ class PushResult:
         return Table(["the push", ""], rows).html() + said
 
 
-class _Steps(Progress):
-    """labkit's progress display, which can also say what runs while production times it (the push)."""
-
-    def running(self, what: str) -> None:
-        """Show ``what`` as the step that runs now; it is recorded afterwards, with ``record``."""
-        if self._bar is not None:
-            self._bar.set_description_str(f"{self.title}, step {self.next_index()}/{self.total}: {what}")
-
-
 class Pipeline:
     """A deployment's CI/CD: the development repository, production's hooks and releases."""
 
@@ -163,12 +154,12 @@ class Pipeline:
         finally:
             display.close()
 
-    def _display(self, branch: str | None, trains: bool) -> _Steps:
+    def _display(self, branch: str | None, trains: bool) -> Progress:
         # Training, commit, the gate, and on the deploy branch the rollout.
         deploys = (branch or self.config.branch) == self.config.branch
-        return _Steps(trains + 2 + deploys, f"pushing to {self.config.name!r}", self.progress)
+        return Progress(trains + 2 + deploys, f"pushing to {self.config.name!r}", self.progress)
 
-    def _publish(self, message: str, branch: str | None, display: _Steps) -> PushResult:
+    def _publish(self, message: str, branch: str | None, display: Progress) -> PushResult:
         branch = branch or self.config.branch
         dev, cwd = self.sides.development, self.sides.development_dir
         with display.step("commit model/"):
