@@ -17,9 +17,14 @@ backend only have to set variables:
 ``SERVER_MAX_ROWS``        most rows one /api/predict call may send
 =========================  ==================================================
 
-Run it with gunicorn, never Flask's development server::
+Run it with gunicorn, never Flask's development server, with the settings
+in ``gunicorn_conf.py`` (its request limits, and when a connection closes)::
 
-    gunicorn -k gthread -w 2 --threads 8 -b 0.0.0.0:5100 'production_server:create_app()'
+    gunicorn -c python:production_server.gunicorn_conf -k gthread -w 2 --threads 8 \
+        -b 0.0.0.0:5100 'production_server:create_app()'
+
+Every answer is JSON a strict parser takes (RFC 8259: no NaN, no Infinity),
+or a page of the site; OPTIONS is a 204 with ``Allow``.
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ import secrets
 from pathlib import Path
 
 from flask import Flask, request
-from werkzeug.exceptions import HTTPException
+from flask.json.provider import DefaultJSONProvider
+from gunicorn.http.errors import ParseException
+from werkzeug.exceptions import BadRequest, ClientDisconnected, HTTPException
 
 DEFAULTS = {
     "BROKER_URL": None,
@@ -49,8 +56,28 @@ class ConfigurationError(RuntimeError):
     pass
 
 
+class StrictJSONProvider(DefaultJSONProvider):
+    """Flask's JSON without NaN and Infinity, which RFC 8259 has no words for: a value
+    that would need them raises instead, and the client gets a 500 that is valid JSON."""
+
+    def dumps(self, obj, **kwargs) -> str:
+        kwargs.setdefault("allow_nan", False)
+        return super().dumps(obj, **kwargs)
+
+
+class Server(Flask):
+    json_provider_class = StrictJSONProvider
+
+    def make_default_options_response(self):
+        # Flask answers OPTIONS with an empty text/html 200; nothing is the honest content.
+        response = super().make_default_options_response()
+        response.status_code = 204
+        del response.headers["Content-Type"]
+        return response
+
+
 def create_app(test_config: dict | None = None) -> Flask:
-    app = Flask(__name__)
+    app = Server(__name__)
     app.config.from_mapping(DEFAULTS)
     # Forms carry no session state, but Flask wants a key; never a fixed one.
     app.config["SECRET_KEY"] = secrets.token_hex(16)
@@ -86,6 +113,26 @@ def create_app(test_config: dict | None = None) -> Flask:
         for key, value in exc.get_headers():
             if key.lower() != "content-type":
                 response.headers[key] = value  # Allow, on a 405
+        return response
+
+    @app.errorhandler(ParseException)
+    def malformed_body(exc: ParseException):
+        # gunicorn parses a chunked body while the view reads it: a bad chunk size
+        # surfaces here, and is the client's error, not the server's.
+        return http_error(BadRequest(f"the request body is malformed ({exc}): send it again, well formed"))
+
+    @app.after_request
+    def read_the_rest_of_the_body(response):
+        # gunicorn says "Connection: keep-alive", then skips at most 64 KiB of a body the view
+        # left unread, or closes the connection after all. A body of a known length within
+        # MAX_CONTENT_LENGTH is read here, so that keep-alive holds; for longer or chunked
+        # bodies gunicorn_conf.py has the connection close, and the reply says so.
+        length = request.content_length
+        if length and length <= app.config["MAX_CONTENT_LENGTH"]:
+            try:
+                request.stream.exhaust()
+            except ClientDisconnected:
+                pass  # the client has gone: there is no connection left to keep
         return response
 
     return app

@@ -33,6 +33,15 @@ def too_large(exc: RequestEntityTooLarge):
     return error(413, f"the request body is larger than {limit} bytes: send fewer rows per request")
 
 
+class ModelFault(RuntimeError):
+    """The workers answered something that is not a probability; the request was fine."""
+
+
+@bp.errorhandler(ModelFault)
+def model_fault(exc: ModelFault):
+    return error(500, str(exc))
+
+
 def owns(path: str) -> bool:
     """Whether errors on ``path`` are JSON: the API's paths, also those no route matches."""
     return path.startswith("/api/") or path in ("/api", "/healthz")
@@ -46,15 +55,40 @@ def error_response(exc: HTTPException):
     return error(exc.code or 500, exc.description or exc.name)
 
 
+def request_body() -> bytes:
+    """The request body; a 413 past MAX_CONTENT_LENGTH, also when it comes in chunks.
+
+    werkzeug stops a body of no stated length (chunked) at the limit without a
+    word; one byte more from the server's stream tells a body of exactly the
+    limit from a longer one.
+    """
+    body = request.get_data(cache=False)
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is None and len(body) >= limit and request.environ["wsgi.input"].read(1):
+        raise RequestEntityTooLarge()
+    return body
+
+
+def checked(answer: dict) -> dict:
+    """The workers' answer, if every probability is a number from 0 to 1 (never NaN)."""
+    for i, probability in enumerate(answer["probabilities"]):
+        if not 0.0 <= probability <= 1.0:  # False for NaN too
+            raise ModelFault(
+                f"the model answered {probability} for instances[{i}], which is not a probability: "
+                "the served model is at fault, not the request; tell whoever trained it"
+            )
+    return answer
+
+
 @bp.post("/api/predict")
 def predict():
     if not request.is_json:
         raise validation.InvalidInput(
             f"Content-Type must be application/json, not {request.content_type or 'missing'}"
         )
-    payload = validation.parse_json(request.get_data(cache=False))
+    payload = validation.parse_json(request_body())
     rows = validation.instances(payload, int(current_app.config["MAX_ROWS"]))
-    return jsonify(call(tasks.predict, rows))
+    return jsonify(checked(call(tasks.predict, rows)))
 
 
 @bp.get("/api/model")

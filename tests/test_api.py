@@ -1,12 +1,16 @@
 """The Flask JSON API through its test client, with no message broker reachable.
 
 Bad input must be refused with a 400 that says what is wrong, before any
-broker is contacted; good input with no broker must get a quick 503.
+broker is contacted; good input with no broker must get a quick 503. Every
+answer is JSON that a strict parser (RFC 8259: no NaN) takes. The same hostile
+input against a real gunicorn is in test_hostile_input.py.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import math
 import socket
 import time
 
@@ -56,6 +60,22 @@ def with_value(value) -> dict:
     return body({"instances": [ROW[:2] + [value] + ROW[3:]]})
 
 
+def row_text(*values: str) -> dict:
+    """A row written as JSON text, for numbers json.dumps cannot write (huge integers)."""
+    return raw('{"instances": [[%s]]}' % ", ".join(values))
+
+
+def strict_json(text: str | bytes):
+    """JSON as RFC 8259 has it: NaN, Infinity and -Infinity are not JSON."""
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+def nested(depth: int, opening: str = "[", closing: str = "]") -> dict:
+    return raw(opening * depth + closing * depth)
+
+
 BAD_REQUESTS = {
     "invalid-json": (raw('{"instances": [[1, 2'), ["not valid JSON"]),
     "invalid-json-trailing-comma": (raw('{"instances": [[1,2,3,4,5,6,7,8],]}'), ["not valid JSON"]),
@@ -77,15 +97,34 @@ BAD_REQUESTS = {
     "row-not-a-list": (body({"instances": ROW}), ["instances[0] must be a list of 8 numbers"]),
     "row-of-7": (body({"instances": [ROW, ROW[:7]]}), ["instances[1] has 7 values, expected 8", "glucose"]),
     "row-of-9": (body({"instances": [ROW + [1]]}), ["instances[0] has 9 values, expected 8"]),
-    "string-value": (with_value("72"), ['instances[0][2] is "72", not a number']),
-    "bool-value": (with_value(True), ["instances[0][2] is true, not a number"]),
-    "null-value": (with_value(None), ["instances[0][2] is null, not a number"]),
-    "list-value": (with_value([72]), ["instances[0][2] is [72], not a number"]),
+    "string-value": (with_value("72"), ['instances[0][2] (blood pressure) is "72", not a number']),
+    "bool-value": (with_value(True), ["instances[0][2] (blood pressure) is true, not a number"]),
+    "null-value": (with_value(None), ["instances[0][2] (blood pressure) is null, not a number"]),
+    "list-value": (with_value([72]), ["instances[0][2] (blood pressure) is [72], not a number"]),
+    "long-string-quoted-short": (with_value("x" * 100_000), ['instances[0][2] (blood pressure) is "xxxx', '..., not a number']),
     "nan": (raw('{"instances": [[6, 148, NaN, 35, 0, 33.6, 0.627, 50]]}'), ["NaN", "finite numbers only"]),
     "infinity": (raw('{"instances": [[6, 148, Infinity, 35, 0, 33.6, 0.627, 50]]}'), ["Infinity", "finite"]),
     "minus-infinity": (raw('{"instances": [[6, 148, -Infinity, 35, 0, 33.6, 0.627, 50]]}'), ["-Infinity", "finite"]),
-    "1e999": (raw('{"instances": [[6, 148, 1e999, 35, 0, 33.6, 0.627, 50]]}'), ["instances[0][2] is not a finite number"]),
-    "-1e999": (raw('{"instances": [[6, 148, 72, 35, 0, 33.6, 0.627, -1e999]]}'), ["instances[0][7] is not a finite number"]),
+    "1e999": (raw('{"instances": [[6, 148, 1e999, 35, 0, 33.6, 0.627, 50]]}'), ["instances[0][2] (blood pressure) is not a finite number"]),
+    "-1e999": (raw('{"instances": [[6, 148, 72, 35, 0, 33.6, 0.627, -1e999]]}'), ["instances[0][7] (age) is not a finite number"]),
+    # Beyond float32, where both engines answered NaN with a 200: refused by name, whatever the ranges.
+    "issue-row-beyond-float32": (
+        body({"instances": [ROW, [0, 0, 0, 0, -1e39, 1e300, 0, 0]]}),
+        ["instances[1][4] (insulin) is -1e+39, beyond ±3.4e+38", "32-bit floats"],
+    ),
+    "1e39-alone": (with_value(1e39), ["instances[0][2] (blood pressure) is 1e+39, beyond ±3.4e+38"]),
+    "just-beyond-float32": (with_value(3.41e38), ["instances[0][2] (blood pressure) is 3.41e+38, beyond ±3.4e+38"]),
+    # Integers: Python's json makes an int of any length; float() overflowed at 309 digits (a 500).
+    "integer-of-309-digits": (row_text("9" * 309, *["0"] * 7), ["instances[0][0] (pregnancies) is an integer of 309 digits", "32-bit floats"]),
+    "integer-of-40-digits": (row_text("0", "-" + "1" * 40, *["0"] * 6), ["instances[0][1] (glucose) is an integer of 40 digits"]),
+    "integer-of-5000-digits": (row_text("0", "0", "1" * 5000, *["0"] * 5), ["instances[0][2] (blood pressure) is an integer of 5000 digits"]),
+    "huge-integer-in-a-list": (row_text("0", "0", "[%s]" % ("7" * 400), *["0"] * 5), ['instances[0][2] (blood pressure) is ["an integer of 400 digits"], not a number']),
+    "huge-integer-as-instances": (raw('{"instances": %s}' % ("1" * 400)), ['"instances" must be a list']),
+    # Nesting: json's recursion gave up at about 985 levels (a RecursionError, a 500).
+    "nested-985-lists": (nested(985), ["nested too deeply"]),
+    "nested-100000-lists": (nested(100_000), ["nested too deeply"]),
+    "nested-20000-objects": (raw('{"a": ' * 20_000 + "1" + "}" * 20_000), ["nested too deeply"]),
+    "nested-500-in-a-row": (with_value(json.loads("[" * 500 + "]" * 500)), ["instances[0][2] (blood pressure) is [[[[", "..., not a number"]),
     "glucose-negative": (
         body({"instances": [ROW, ROW[:1] + [-500] + ROW[2:]]}),
         ["instances[1]: glucose is -500, outside its plausible range 0 to 1000 mg/dL"],
@@ -105,11 +144,30 @@ def test_bad_input_is_a_400_that_names_the_problem(client, request_kwargs, expec
 
     assert response.status_code == 400, response.data
     assert response.is_json
-    payload = response.get_json()
+    payload = strict_json(response.data)
     assert list(payload) == ["error"]
     for words in expected:
         assert words in payload["error"]
+    assert len(payload["error"]) < 500, "a message quotes the client's value, never all of it"
     assert elapsed < 0.5, "bad input must be refused before the broker is contacted"
+
+
+def test_float32_is_checked_whatever_the_ranges_say(client, monkeypatch):
+    from production_server import validation
+
+    unbounded = validation.Range(-math.inf, math.inf)
+    monkeypatch.setattr(validation, "RANGES", dict.fromkeys(validation.RANGES, unbounded))
+    response = client.post("/api/predict", **with_value(-3.5e38))
+    assert response.status_code == 400
+    assert "instances[0][2] (blood pressure) is -3.5e+38, beyond ±3.4e+38" in response.get_json()["error"]
+    assert validation.FLOAT32_MAX == float(__import__("numpy").finfo("float32").max)
+
+
+def test_the_largest_float32_is_a_number_the_validation_takes():
+    from production_server import validation
+
+    assert validation.number(validation.FLOAT32_MAX, "x") == validation.FLOAT32_MAX
+    assert validation.number(-(10**38), "x") == -1e38  # 39 digits: still an int, still a float32
 
 
 def test_oversized_body_is_a_413_json_error(app, client):
@@ -122,6 +180,85 @@ def test_oversized_body_is_a_413_json_error(app, client):
     assert response.status_code == 413
     assert response.is_json
     assert str(limit) in response.get_json()["error"]
+
+
+def chunked(data: bytes) -> dict:
+    """A body with no Content-Length, as a chunked request reaches the app from gunicorn."""
+    return {"input_stream": io.BytesIO(data), "content_type": "application/json",
+            "headers": {"Transfer-Encoding": "chunked"}, "environ_overrides": {"wsgi.input_terminated": True}}
+
+
+def padded(size: int) -> bytes:
+    """Valid JSON of exactly ``size`` bytes: only its size can be the reason for a refusal."""
+    data = json.dumps({"instances": [ROW]}).encode()
+    return data + b" " * (size - len(data))
+
+
+def test_a_chunked_body_past_the_limit_is_a_413_not_cut_short(app, client):
+    # werkzeug stopped reading at the limit without a word: 1 MB of valid JSON and spaces got
+    # predictions, 1.1 MB a 400 "not valid JSON ... column 262145".
+    limit = app.config["MAX_CONTENT_LENGTH"]
+    for size in (limit + 1, 1_000_000, 1_100_000):
+        response = client.post("/api/predict", **chunked(padded(size)))
+        assert response.status_code == 413, (size, response.data)
+        assert str(limit) in strict_json(response.data)["error"]
+
+
+def test_a_chunked_body_of_exactly_the_limit_is_taken(app, client):
+    started = time.monotonic()
+    response = client.post("/api/predict", **chunked(padded(app.config["MAX_CONTENT_LENGTH"])))
+    assert_quick_503(response, time.monotonic() - started)
+
+
+def test_the_json_encoder_never_writes_nan(app):
+    for value in (math.nan, math.inf, -math.inf):
+        with pytest.raises(ValueError):
+            app.json.dumps({"probabilities": [value]})
+
+
+def test_a_nan_from_the_workers_is_a_json_500_never_a_200(client, monkeypatch):
+    from production_server import api
+
+    def answer_nan(task, *args, **kwargs):
+        return {"predictions": [0, 0], "probabilities": [0.25, math.nan], "model_version": "v"}
+
+    monkeypatch.setattr(api, "call", answer_nan)
+    response = client.post("/api/predict", **body({"instances": [ROW, ROW]}))
+    assert response.status_code == 500
+    error = strict_json(response.data)["error"]
+    assert "instances[1]" in error and "not a probability" in error
+
+
+def test_anything_else_that_is_not_json_is_a_json_500(app, client, monkeypatch):
+    # The encoder's refusal reaches the client as the JSON 500 every other fault gets.
+    from production_server import api
+
+    monkeypatch.setattr(api, "call", lambda task, *args, **kwargs: {"version": math.inf})
+    monkeypatch.setitem(app.config, "PROPAGATE_EXCEPTIONS", False)  # as in production, not TESTING
+    response = client.get("/api/model")
+    assert response.status_code == 500
+    assert response.is_json and strict_json(response.data)["error"]
+
+
+@pytest.mark.parametrize("path, allow", [
+    ("/api/predict", {"POST", "OPTIONS"}),
+    ("/api/model", {"GET", "HEAD", "OPTIONS"}),
+    ("/healthz", {"GET", "HEAD", "OPTIONS"}),
+    ("/predictions", {"GET", "HEAD", "POST", "OPTIONS"}),
+])
+def test_options_is_a_204_with_allow_and_no_html(client, path, allow):
+    # It was an empty 200 text/html.
+    response = client.options(path)
+    assert response.status_code == 204
+    assert set(response.headers["Allow"].split(", ")) == allow
+    assert "Content-Type" not in response.headers
+    assert response.data == b""
+
+
+def test_options_on_an_unknown_api_path_is_a_json_404(client):
+    response = client.options("/api/nothing-here")
+    assert response.status_code == 404
+    assert response.is_json
 
 
 def assert_quick_503(response, elapsed: float):

@@ -135,6 +135,7 @@ class LocalBackend:
     def _web_command(self, bind: str) -> list[str]:
         return [
             sys.executable, "-m", "gunicorn",
+            "--config", "python:production_server.gunicorn_conf",
             "--worker-class", "gthread",
             "--workers", str(WEB_PROCESSES),
             "--threads", str(WEB_THREADS),

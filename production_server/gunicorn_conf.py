@@ -1,0 +1,44 @@
+"""gunicorn's settings for the production server, the same wherever it runs.
+
+Every command that starts it (labkit's local backend, the VM's systemd unit,
+the Dockerfile) passes ``--config python:production_server.gunicorn_conf``
+and gives the worker class, process and thread counts and the address itself.
+
+What gunicorn answers on its own, before Flask sees the request, is an HTML
+page (``gunicorn.util.write_error``, which no setting changes): a request line
+longer than ``limit_request_line`` (414), more header fields than
+``limit_request_fields`` or one longer than ``limit_request_field_size`` (431),
+a request line or header it cannot parse (400). It always closes the
+connection after one. The limits are gunicorn's defaults, written out so that
+they are seen: the API's paths are short and its clients send a few headers.
+"""
+
+from __future__ import annotations
+
+import os
+
+from production_server import DEFAULTS
+
+limit_request_line = 4094
+limit_request_fields = 100
+limit_request_field_size = 8190
+
+#: The app's MAX_CONTENT_LENGTH, read as create_app reads it.
+MAX_BODY = int(os.environ.get("SERVER_MAX_CONTENT_LENGTH", DEFAULTS["MAX_CONTENT_LENGTH"]))
+
+
+def pre_request(worker, req):
+    """Close the connection after a request whose body the app may leave unread.
+
+    gunicorn writes the Connection header itself (it drops the application's,
+    a hop-by-hop header) before it knows whether the rest of the body can be
+    skipped: after the response it reads at most 64 KiB of what the app left,
+    then closes a connection it has just called keep-alive. The app reads what
+    is left of a body within MAX_BODY itself; a longer body (the app answers
+    413 without reading it) or a chunked one (whose length nobody knows
+    beforehand) gets ``Connection: close``, and gunicorn does close it.
+    """
+    worker.log.debug("%s %s", req.method, req.path)  # what gunicorn's default hook does
+    headers = dict(req.headers)  # gunicorn has refused a request with two Content-Lengths
+    if "TRANSFER-ENCODING" in headers or int(headers.get("CONTENT-LENGTH", 0)) > MAX_BODY:
+        req.force_close()
