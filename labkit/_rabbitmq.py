@@ -5,6 +5,10 @@ deployment starts its own node: its own data directory, free ports, its own
 Erlang port mapper (epmd), and a random user. The guest account never exists:
 the node is created with ``default_user`` set, which replaces guest.
 
+All three of its servers listen on 127.0.0.1 only: AMQP (``listeners.tcp``),
+epmd (``-address``; epmd adds ::1 itself) and Erlang's distribution port
+(``inet_dist_use_interface``), which would otherwise listen on every interface.
+
 Debian's ``/usr/sbin/rabbitmq-server`` is a wrapper that only root or the
 rabbitmq user may run; the real script in ``/usr/lib/rabbitmq/bin`` runs as
 anybody, with HOME pointing at the node's folder for its own Erlang cookie.
@@ -33,6 +37,10 @@ INSTALL_HINT = (
 # Debian keeps the runnable scripts and epmd outside PATH (see the module docstring).
 SYSTEM_DIRS = ("/usr/lib/rabbitmq/bin", "/usr/lib/erlang/bin")
 ERTS_GLOB = "/usr/lib/erlang/erts-*/bin"
+
+# Erlang's distribution listener on 127.0.0.1 only (RabbitMQ's networking guide: "inter-node
+# communication interface"). No space inside the tuple: the scripts split these variables on spaces.
+LOOPBACK_ONLY = "-kernel inet_dist_use_interface {127,0,0,1}"
 
 
 def _find(program: str) -> str | None:
@@ -126,8 +134,13 @@ class Node:
             "RABBITMQ_ADVANCED_CONFIG_FILE": str(folder / "advanced.config"),
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(folder / "enabled_plugins"),
             "RABBITMQ_CONF_ENV_FILE": str(folder / "rabbitmq-env.conf"),
-            # We run epmd ourselves, so that stopping the node leaves nothing behind.
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-start_epmd false",
+            # We run epmd ourselves, so that stopping the node leaves nothing behind; and the
+            # distribution port listens on the loopback only (Erlang's default is every
+            # interface): whoever reaches it with the cookie runs code as this user.
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": f"-start_epmd false {LOOPBACK_ONLY}",
+            # The same for a CLI tool (rabbitmqctl) run with this environment: its own
+            # distribution listener, while it talks to the node, stays on the loopback.
+            "RABBITMQ_CTL_ERL_ARGS": LOOPBACK_ONLY,
         }
 
     def start_epmd(self, log_dir: Path) -> _procs.Proc:
