@@ -57,7 +57,7 @@ def _shortened(text: str) -> str:
 class UserData:
     template: str
     text: str
-    size: int  # bytes after base64, as Nova counts them
+    size: int  # bytes as sent to Nova: after gzip and base64
     problems: tuple[str, ...]
     schema: Path | None  # None: only the size and the YAML were checked
 
@@ -70,7 +70,7 @@ class UserData:
             f"YAML and size only (cloud-init's schema was not found: {SCHEMA_HELP})")
         verdict = ("valid" if self.ok else "<b>problems</b>: " + "; ".join(html.escape(p) for p in self.problems))
         head = (f"<p><code>{html.escape(self.template)}</code>: {self.size:,} of {_cloudinit.USERDATA_LIMIT:,} "
-                f"bytes after base64; checked: {checked}; {verdict}.</p>")
+                f"bytes as sent (gzip, then base64); checked: {checked}; {verdict}.</p>")
         return head + f"<pre style='max-height:30em;overflow:auto'>{html.escape(_shortened(self.text))}</pre>"
 
 

@@ -14,9 +14,11 @@ A request nobody registered gets HTTP 599 and fails the test at teardown.
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import os
 import re
+import secrets
 import subprocess
 import sys
 import textwrap
@@ -34,6 +36,7 @@ import requests_mock  # noqa: E402
 from openstack.fixture.connection import ConnectionFixture  # noqa: E402
 
 import labkit  # noqa: E402
+from labkit import _cloudinit  # noqa: E402
 from labkit.backends.openstack_cloud import OpenStackCloud  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -302,11 +305,13 @@ def test_create_server_sends_one_request_and_wait_active_polls_until_active(fake
         "networks": [{"uuid": PRIVATE_NET_ID}],
         "key_name": "labkit-alice",
         "security_groups": [{"name": "labkit-lab"}],
-        "user_data": base64.b64encode(userdata.encode()).decode(),
+        "user_data": _cloudinit.encode(userdata),
         "metadata": {"labkit-owner": "alice", "labkit-task": "serve", "workers": "2"},
         "tags": ["labkit"],
     }}
     assert "kH8bqvW3yUvM" not in repr(created)
+    # gzip-compressed, which cloud-init unpacks by itself (its "Gzip Compressed Content" format).
+    assert gzip.decompress(base64.b64decode(body["server"]["user_data"])).decode() == userdata
 
     server = cloud.wait_active(SERVER_ID, timeout=5, poll=0)
     assert server.status == "ACTIVE"
@@ -316,9 +321,10 @@ def test_create_server_sends_one_request_and_wait_active_polls_until_active(fake
 
 
 def test_user_data_over_novas_limit_is_refused_before_any_request(fake, cloud):
+    incompressible = secrets.token_urlsafe(50_000)  # gzip cannot shrink random text below the limit
     with pytest.raises(labkit.DeployError, match="65,535"):
         cloud.create_server("lab-test", IMAGE_ID, FLAVOR_ID, PRIVATE_NET_ID, None, None,
-                            userdata="x" * 50_000, metadata={})
+                            userdata=incompressible, metadata={})
     assert fake.sent() == []
 
 

@@ -24,7 +24,6 @@ names ``pip install openstacksdk``.
 
 from __future__ import annotations
 
-import base64
 import ipaddress
 import logging
 import os
@@ -35,6 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Iterator
 
+from .. import _cloudinit
 from .._errors import CloudError, ConfigError, DeployError, LabkitError, QuotaError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -53,7 +53,7 @@ BROKER_PORT = 5672
 WITHIN_GROUP = {BROKER_PORT: "labkit broker", SSH_PORT: "labkit git over SSH"}
 #: The Glance tag of images labkit baked from a contextualized server.
 BAKED_TAG = "labkit-baked"
-#: Nova's limit on user data, counted after base64 encoding.
+#: Nova's limit on user data, counted as sent (after gzip and base64: _cloudinit.encode).
 USER_DATA_LIMIT = 65535
 #: Nova's limit on a metadata key or value.
 METADATA_LIMIT = 255
@@ -456,10 +456,10 @@ class OpenStackCloud:
         tags: list[str] | tuple[str, ...] | None = None,
     ) -> ServerInfo:
         """Ask Nova for the server and return at once (status BUILD); see ``wait_active``."""
-        encoded = base64.b64encode(userdata.encode("utf-8")).decode("ascii") if userdata else None
+        encoded = _cloudinit.encode(userdata) if userdata else None
         if encoded and len(encoded) > USER_DATA_LIMIT:
             raise DeployError(
-                f"The cloud-init user data is {len(encoded):,} bytes after base64 encoding and Nova accepts at most "
+                f"The cloud-init user data is {len(encoded):,} bytes after gzip and base64 and Nova accepts at most "
                 f"{USER_DATA_LIMIT:,}: make the files it carries smaller, then retry."
             )
         attrs: dict[str, Any] = {

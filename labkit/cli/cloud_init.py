@@ -24,14 +24,16 @@ def list_templates() -> None:
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 16))
 @click.option("--broker-host", default="BROKER_HOST", show_default=True, help="The server's private address (worker template).")
 @click.option("--schema", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="cloud-init's JSON schema (cloud-config-v1.schema.json) to validate against.")
+              help="cloud-init's JSON schema to validate against [default: the one scripts/setup.sh "
+                   "took from Debian's cloud-init package, or LABKIT_CLOUDINIT_SCHEMA].")
 @click.option("--baked", is_flag=True, help="The short variant for a VM booting from an image `labkit bake` made.")
 def render(template: str, out: Path | None, workers: int, broker_host: str, schema: Path | None, baked: bool) -> None:
     """Render TEMPLATE with placeholders for the secrets, and check its size (and schema)."""
     import labkit
-    from labkit import _cloudinit
+    from labkit import _cloudinit, _show
 
     settings = labkit.Settings.from_env()
+    schema = schema or _show.schema_path()
     text = _cloudinit.render(template, settings.model_dir, workers=workers, broker_host=broker_host, baked=baked)
     problems = _cloudinit.check(text, json.loads(schema.read_text()) if schema else None)
     if out:
@@ -40,7 +42,8 @@ def render(template: str, out: Path | None, workers: int, broker_host: str, sche
     else:
         click.echo(text, nl=False)
     size = _cloudinit.encoded_size(text)
-    click.echo(f"{size} of {_cloudinit.USERDATA_LIMIT} bytes after base64"
-               + ("" if schema else "; pass --schema to validate against cloud-init's schema"), err=True)
+    click.echo(f"{size} of {_cloudinit.USERDATA_LIMIT} bytes after gzip and base64; "
+               + (f"checked against {schema}" if schema else f"cloud-init's schema was not found: {_show.SCHEMA_HELP}"),
+               err=True)
     if problems:
         raise labkit.ConfigError("The rendered user-data has problems:\n  " + "\n  ".join(problems))
