@@ -15,7 +15,7 @@ from ._config import DEFAULT_NAME, Settings
 from ._display import Table, cell, table
 from ._errors import ConfigError, DeployError, LabkitError, NotDeployed, PredictionError, ScaleError, ServerNotReady
 from ._progress import Progress, Step, _in_notebook
-from ._state import RunDir
+from ._state import RunDir, private_dir
 
 
 @dataclass
@@ -72,6 +72,7 @@ class Deployment:
                  reused: bool = False):
         self._run = run
         self._state = state
+        self._state_id = state.get("id")  # which deployment of this name this object stands for
         self._settings = settings
         self.backend = backends.from_state(state)
         self.steps = list(steps) if steps is not None else [Step(**step) for step in state.get("steps", [])]
@@ -134,10 +135,24 @@ class Deployment:
         return self._refresh()
 
     def _refresh(self) -> dict:
+        """The state as it is now, if this is still the deployment this object stands for.
+
+        Under the lock, what a command that changes it acts on: it may have
+        waited while another command took this deployment down, and maybe
+        started a new one of the same name.
+        """
         if not self._run.exists():
             raise NotDeployed(f"The deployment {self.name!r} was taken down: run labkit.deploy() to start a new one.")
-        self._state = self._run.read()
-        return self._state
+        state = self._run.read()
+        if state.get("id") != self._state_id:
+            raise NotDeployed(f"The deployment {self.name!r} was taken down, and another one of that name started "
+                              f"since: find it with labkit.attach({self.name!r}) (or `labkit status`), then retry.")
+        self._state = state
+        return state
+
+    def _locked(self, doing: str):
+        """The deployment's lock, saying what we do with it; a wait for it is told as deploy() tells things."""
+        return self._run.locked(doing, waiting=_waiting_note(self._settings.progress))
 
     def status(self) -> Status:
         state = self._refresh()
@@ -160,7 +175,7 @@ class Deployment:
         if not isinstance(workers, int) or workers < 1:
             raise ScaleError(f"Cannot scale to {workers!r} workers: give a whole number of at least 1.")
         started = time.perf_counter()
-        with self._run.locked():
+        with self._locked("scaling"):
             self._state = {**self.backend.scale(self._run, self._refresh(), workers), "workers": workers}
             self._run.write(self._state)
         return time.perf_counter() - started
@@ -170,7 +185,7 @@ class Deployment:
         if not isinstance(vms, int) or vms < 0:
             raise ScaleError(f"Cannot scale out to {vms!r} VMs: give a whole number, 0 or more.")
         started = time.perf_counter()
-        with self._run.locked():
+        with self._locked("scaling out"):
             self._state = self._cloud_only("scale_out")(
                 self._run, self._refresh(), vms, Progress(0, f"scaling out {self.name!r}", self._settings.progress),
                 workers_per_vm=workers_per_vm)
@@ -180,7 +195,7 @@ class Deployment:
         """Snapshot the server into an image that deploys faster (``CloudSettings(image=...)``); returns it."""
         name = image_name or f"{self.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         name = name if name.startswith("labkit-") else f"labkit-{name}"  # how `labkit cleanup` finds it
-        with self._run.locked():
+        with self._locked("baking an image of"):
             return self._cloud_only("bake")(
                 self._run, self._refresh(), name, Progress(0, f"baking {name!r}", self._settings.progress))
 
@@ -242,11 +257,11 @@ class Deployment:
         Safe to call twice; and a stale object (say, an atexit hook of an old
         kernel) never takes down a newer deployment of the same name.
         """
-        with self._run.locked():
+        with self._locked("taking down"):
             if not self._run.exists():
                 return
             state = self._run.read()
-            if state.get("id") != self._state.get("id"):
+            if state.get("id") != self._state_id:
                 return
             self.backend.down(self._run, state)
             self._run.remove()
@@ -364,7 +379,8 @@ def start_or_reuse(backend: "str | backends.Backend | None" = None, *, name: str
     if not isinstance(workers, int) or workers < 1:
         raise DeployError(f"workers={workers!r}: a deployment needs a whole number of at least 1 worker.")
     run = RunDir(settings.deployments_dir, name)
-    with run.locked():
+    private_dir(settings.home)  # it holds the broker's password and the locks: 0700, as are those inside
+    with run.locked("deploying", waiting=_waiting_note(settings.progress)):
         if run.exists():
             state = run.read()
             if backends.from_state(state).running(state):
@@ -408,10 +424,24 @@ def _tell(sentence: str, mode: str) -> None:
         print(f"[labkit] {sentence}", flush=True)
 
 
+def _waiting_note(mode: str):
+    """What a command waiting for a deployment's lock says, once: for whom it waits."""
+    return lambda holder: _tell(f"Waiting for another labkit command, which is {holder} ...", mode)
+
+
 def attach(name: str = DEFAULT_NAME, settings: Settings | None = None) -> Deployment:
-    """The running deployment called ``name``; raises NotDeployed if there is none."""
+    """The running deployment called ``name``; raises NotDeployed if there is none.
+
+    One being deployed (its state not written yet, or a crashed one of that
+    name being replaced) is found once its deploy is over: `labkit down` in
+    the first moments of a `labkit up` takes down what that up started.
+    """
     settings = settings or Settings.from_env()
     run = RunDir(settings.deployments_dir, name)
+    holder = run.holder()
+    if holder is not None and (holder.get("doing") == "deploying" or not run.exists()):
+        with run.locked("looking for", waiting=_waiting_note(settings.progress)):
+            pass
     if not run.exists():
         raise NotDeployed(f"No deployment called {name!r} is running: start one with `labkit up --name {name}`.")
     return Deployment(run, run.read(), settings, reused=True)

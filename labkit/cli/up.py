@@ -1,8 +1,49 @@
+import signal
+import threading
+from contextlib import contextmanager
+
 import click
 from production_server.engines import ENGINES
 
 from ..backends import NAMES
 from ._options import name_option
+
+
+# What stops `labkit up` from outside: `kill` or a session ending (SIGTERM), its terminal closing
+# (SIGHUP). Ctrl-C is a KeyboardInterrupt already.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+class Stopped(SystemExit):
+    """A stop signal, as an exception: deploy() stops what it had started, then labkit exits as the signal would."""
+
+    def __init__(self, signum: int):
+        super().__init__(128 + signum)
+        self.signum = signum
+
+
+@contextmanager
+def _stop_signals_raise():
+    """Within: SIGTERM and SIGHUP raise Stopped, so that deploy()'s clean-up runs (it does for any exception).
+
+    Left to themselves they end the process at once, and the half-started
+    stack (its own sessions: it gets no signal) runs on.
+    """
+    if threading.current_thread() is not threading.main_thread():  # only the main thread gets signals
+        yield
+        return
+
+    def stop(signum, frame):
+        for each in STOP_SIGNALS:
+            signal.signal(each, signal.SIG_IGN)  # the clean-up that follows must not be cut short
+        raise Stopped(signum)
+
+    previous = {each: signal.signal(each, stop) for each in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for each, handler in previous.items():
+            signal.signal(each, handler)
 
 
 def _cloud_option(name: str, variable: str, help: str):
@@ -42,7 +83,13 @@ def command(ctx: click.Context, workers: int, backend: str | None, engine: str |
         chosen = {"image": image, "flavor": flavor, "network": network, "keypair": keypair, "template": template}
         settings = replace(CloudSettings.from_env(), **{k: v for k, v in chosen.items() if v})
         target = OpenStackBackend(cloud_settings=settings)
-    lab = start_or_reuse(target, name=name, workers=workers, engine=engine)
+    try:
+        with _stop_signals_raise():
+            lab = start_or_reuse(target, name=name, workers=workers, engine=engine)
+    except Stopped as stopped:
+        click.echo(f"labkit: stopped by {signal.Signals(stopped.signum).name} before {name} was up; what it had "
+                   "started is stopped again. Run `labkit up` to start it.", err=True)
+        raise
     if lab.reused:
         click.echo(f"{lab.running_note()}: {'; '.join(_not_applied(ctx, lab, workers, engine)) or 'reusing it'}.")
     status = lab.status()
