@@ -8,6 +8,7 @@ production's state before it acts and checks what changed against that.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -200,6 +201,43 @@ def test_rollback_serves_the_previous_release_with_no_failed_request(ci, report)
     assert worker_pids(ci.lab) == pids
 
 
+def test_init_again_with_another_threshold_applies_it(ci, monkeypatch, capsys):
+    """Before, a second init kept production's threshold and said nothing: a good push was then refused."""
+    monkeypatch.setenv("LABKIT_HOME", str(ci.settings.home))
+    monkeypatch.setenv("LABKIT_DATA_DIR", str(ci.settings.data_dir))
+    record = ci.settings.home / "cicd" / "cicd" / "pipeline.json"
+
+    def thresholds() -> tuple[float, float, float]:
+        """production's cicd.json, labkit's record of it, and what attach() reads."""
+        return (labkit.cicd.PipelineConfig.load(ci.pipeline.config.file).min_accuracy,
+                json.loads(record.read_text())["config"]["min_accuracy"],
+                labkit.cicd.attach("cicd", settings=ci.settings).config.min_accuracy)
+
+    assert thresholds() == (MIN_ACCURACY,) * 3
+    capsys.readouterr()
+    try:
+        assert cli(["cicd", "init", "--min-accuracy", "0.99", "--name", "cicd"]) == 0
+        assert "the gate's minimum accuracy is now 99.0% (was 70.0%)" in capsys.readouterr().out
+        assert thresholds() == (0.99,) * 3
+        before = production(ci)
+        with pytest.raises(labkit.PushRejected, match=r"below the minimum 99\.0%"):
+            ci.pipeline.push(epochs=5, hidden=(12, 8), seed=11)
+        assert production(ci) == before
+        # Lowered again, the same commit goes through: the gate reads the threshold at every push.
+        assert cli(["cicd", "init", "--min-accuracy", "0.5", "--name", "cicd"]) == 0
+        assert "the gate's minimum accuracy is now 50.0% (was 99.0%)" in capsys.readouterr().out
+        assert thresholds() == (0.5,) * 3
+        result = labkit.cicd.attach("cicd", settings=ci.settings).publish("the commit refused at 99%")
+        assert result.deployed and "minimum accuracy 50.0%" in result.output
+        # Without --min-accuracy, init keeps the threshold there and says nothing of it.
+        assert cli(["cicd", "init", "--name", "cicd"]) == 0
+        assert "the gate's minimum accuracy is now" not in capsys.readouterr().out
+        assert thresholds() == (0.5,) * 3
+    finally:
+        labkit.cicd.init(name="cicd", min_accuracy=MIN_ACCURACY, settings=ci.settings)
+    assert thresholds() == (MIN_ACCURACY,) * 3
+
+
 def test_a_push_to_another_branch_is_accepted_and_not_deployed(ci):
     before = production(ci)
     # Far below the threshold: the gate only guards the deploy branch.
@@ -243,7 +281,7 @@ def test_an_init_that_stopped_half_way_is_finished_by_the_next(ci):
     record = ci.settings.home / "cicd" / "cicd" / "pipeline.json"
     record.unlink()
     before = production(ci)
-    again = labkit.cicd.init(name="cicd", min_accuracy=0.5, settings=ci.settings)
+    again = labkit.cicd.init(name="cicd", settings=ci.settings)
     assert again.config == ci.pipeline.config  # production's own settings, not set up a second time
     assert record.is_file()
     after = production(ci)

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -219,10 +220,9 @@ def test_cli_up_with_the_onnx_engine(cli_env):
     assert "1 worker(s) answering, onnx engine" in _cli(["status", "--name", "cli"], cli_env).stdout
 
 
-def test_down_after_labkit_itself_crashed(cli_env, settings):
-    """`labkit up` killed mid-way leaves processes; `labkit down` still finds and stops them all."""
-    up = subprocess.Popen([sys.executable, "-m", "labkit.cli", "up", "--name", "cli"], env=cli_env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def up_until_rabbitmq_is_recorded(env, settings, **streams) -> tuple[subprocess.Popen, Path]:
+    """`labkit up --name cli` in a process of its own, returned mid-start: once RabbitMQ is in its state file."""
+    up = subprocess.Popen([sys.executable, "-m", "labkit.cli", "up", "--name", "cli"], env=env, **streams)
     state_file = settings.home / "deployments" / "cli" / "state.json"
 
     def rabbit_recorded() -> bool:
@@ -231,7 +231,19 @@ def test_down_after_labkit_itself_crashed(cli_env, settings):
         except (FileNotFoundError, json.JSONDecodeError):
             return False
 
-    assert _procs.wait_until(rabbit_recorded, timeout=90)
+    try:
+        assert _procs.wait_until(rabbit_recorded, timeout=90, interval=0.05)
+    except BaseException:
+        up.kill()
+        up.communicate()
+        raise
+    return up, state_file
+
+
+def test_down_after_labkit_itself_crashed(cli_env, settings):
+    """`labkit up` killed mid-way leaves processes; `labkit down` still finds and stops them all."""
+    up, state_file = up_until_rabbitmq_is_recorded(cli_env, settings, stdout=subprocess.DEVNULL,
+                                                   stderr=subprocess.DEVNULL)
     up.send_signal(signal.SIGKILL)
     up.wait()
     state = json.loads(state_file.read_text())
@@ -269,18 +281,9 @@ def processes_of(home) -> list[dict]:
 def test_labkit_up_stopped_by_a_signal_mid_start_leaves_nothing(cli_env, settings, signum):
     """SIGTERM (`kill`, a session ending) or SIGHUP (its terminal closed) in the middle of a start:
     before, `labkit up` died at once and the half-started stack ran on."""
-    up = subprocess.Popen([sys.executable, "-m", "labkit.cli", "up", "--name", "cli"], env=cli_env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    state_file = settings.home / "deployments" / "cli" / "state.json"
-
-    def rabbit_recorded() -> bool:
-        try:
-            return any(p["role"] == "rabbitmq" for p in json.loads(state_file.read_text())["processes"])
-        except (FileNotFoundError, json.JSONDecodeError):
-            return False
-
+    up, state_file = up_until_rabbitmq_is_recorded(cli_env, settings, stdout=subprocess.PIPE,
+                                                   stderr=subprocess.PIPE, text=True)
     try:
-        assert _procs.wait_until(rabbit_recorded, timeout=90, interval=0.05)
         procs = [_procs.Proc.from_dict(p) for p in json.loads(state_file.read_text())["processes"]]
         up.send_signal(signum)
         out, err = up.communicate(timeout=120)

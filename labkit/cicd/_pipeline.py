@@ -28,7 +28,7 @@ from production_server.cicd.setup import HOOK_TEXT
 from production_server.releases import HISTORY, Releases
 
 from .._config import DEFAULT_NAME, Settings
-from .._deploy import _when
+from .._deploy import _tell, _when
 from .._deploy import attach as attach_deployment
 from .._display import Table, cell
 from .._errors import CICDError, PushRejected, TrainingError
@@ -285,7 +285,7 @@ def attach(name: str = DEFAULT_NAME, settings: Settings | None = None) -> Pipeli
     return Pipeline(config, lab.backend.cicd_sides(lab.run_dir, lab.state, settings, root), settings.progress)
 
 
-def init(name: str = DEFAULT_NAME, min_accuracy: float = DEFAULT_MIN_ACCURACY,
+def init(name: str = DEFAULT_NAME, min_accuracy: float | None = None,
          settings: Settings | None = None) -> Pipeline:
     """Set up production's bare repository with its hooks, and the development repository.
 
@@ -295,20 +295,26 @@ def init(name: str = DEFAULT_NAME, min_accuracy: float = DEFAULT_MIN_ACCURACY,
     finishes one that stopped half-way (each step is skipped when done); the
     pipeline of an earlier deployment of the same name is moved to
     ``cicd/NAME-ID`` and a new one set up.
+
+    ``min_accuracy`` is the gate's threshold (default: 0.70 for a new
+    pipeline; one set up already keeps its own). Given again with another
+    value, it is applied to production's cicd.json and said so, from the
+    next push on.
     """
     settings = settings or Settings.from_env()
     lab = attach_deployment(name, settings)
     if not hasattr(lab.backend, "prepare_cicd"):
         raise CICDError(f"CI/CD is built for the local and OpenStack backends, not {lab.backend.name!r}: deploy "
                         "with one of those (`labkit up`, or `labkit up --backend openstack`) for this exercise.")
-    if not 0 <= min_accuracy <= 1:
+    if min_accuracy is not None and not 0 <= min_accuracy <= 1:
         raise CICDError(f"min_accuracy={min_accuracy!r}: give a fraction between 0 and 1, e.g. 0.7.")
     root = _root(settings, name)
     state = lab.state
     if (root / RECORD).is_file():
         existing = _load_record(root)
         if existing.deployment_id == state["id"]:
-            return Pipeline(existing, lab.backend.cicd_sides(lab.run_dir, state, settings, root), settings.progress)
+            pipeline = Pipeline(existing, lab.backend.cicd_sides(lab.run_dir, state, settings, root), settings.progress)
+            return _with_threshold(pipeline, min_accuracy, root, lab.backend.name, settings.progress)
         # Left by an earlier deployment of this name (a notebook run again): set it aside, never
         # delete it, since its development repository may hold a student's work.
         root.rename(root.with_name(f"{name}-{existing.deployment_id}"))
@@ -321,20 +327,45 @@ def init(name: str = DEFAULT_NAME, min_accuracy: float = DEFAULT_MIN_ACCURACY,
     root.mkdir(parents=True, exist_ok=True)
     display = Progress(len(INIT_STEPS), f"setting up CI/CD for {name!r}", settings.progress)
     try:
-        with display.step(INIT_STEPS[0]), lab.run_dir.locked():
-            sides = lab.backend.prepare_cicd(lab.run_dir, state, settings, root)
+        with display.step(INIT_STEPS[0]), lab.run_dir.locked("setting up CI/CD for"):
+            sides = lab.backend.prepare_cicd(lab.run_dir, lab.state, settings, root)
         who = identity(sides, cloned=False)
         config = PipelineConfig(name=name, deployment_id=state["id"], url=sides.url,
-                                production=sides.production_root, min_accuracy=float(min_accuracy),
+                                production=sides.production_root,
+                                min_accuracy=float(DEFAULT_MIN_ACCURACY if min_accuracy is None else min_accuracy),
                                 data_dir=sides.data_dir, engine=state.get("engine", "keras"))
         pipeline = Pipeline(_set_up(config, sides, who, display), sides, settings.progress)
-        with display.step(INIT_STEPS[3]), lab.run_dir.locked():
-            lab.backend.serve_model_from(lab.run_dir, state, Path(sides.pointer))
+        with display.step(INIT_STEPS[3]), lab.run_dir.locked("setting up CI/CD for"):
+            # Read again under the lock (lab.state checks it is still this deployment): a scale may
+            # have changed it meanwhile.
+            lab.backend.serve_model_from(lab.run_dir, lab.state, Path(sides.pointer))
         with display.step(INIT_STEPS[4]):
             pipeline._production_command("init", "--who", who)
     finally:
         display.close()
-    (root / RECORD).write_text(json.dumps({"backend": lab.backend.name, "config": asdict(config)}, indent=2) + "\n")
+    # An init that stopped half-way had set production up with its own threshold: the one asked now wins.
+    return _with_threshold(pipeline, min_accuracy, root, lab.backend.name, settings.progress)
+
+
+def _with_threshold(pipeline: Pipeline, min_accuracy: float | None, root: Path, backend: str,
+                    progress: str) -> Pipeline:
+    """``pipeline`` with the gate's threshold asked for, if any, set in production's cicd.json; then recorded here.
+
+    The command line is production's own (``production_server.cicd.config``),
+    run where production is: a subprocess here, SSH on a VM.
+    """
+    if min_accuracy is not None:
+        sides = pipeline.sides
+        done = must(sides.production, [sides.python, "-m", "production_server.cicd.config", "--config",
+                                        str(pipeline.config.file), "--min-accuracy", repr(float(min_accuracy))],
+                    "Changing the gate's minimum accuracy")
+        answer = json.loads(done.out.strip().splitlines()[-1])
+        pipeline.config = PipelineConfig.from_dict(answer["config"])
+        was, now = answer["was"]["min_accuracy"], pipeline.config.min_accuracy
+        if was != now:
+            _tell(f"CI/CD of {pipeline.config.name!r}: the gate's minimum accuracy is now {now:.1%} (was {was:.1%}), "
+                  f"for every push to {pipeline.config.branch} from now on.", progress)
+    (root / RECORD).write_text(json.dumps({"backend": backend, "config": asdict(pipeline.config)}, indent=2) + "\n")
     return pipeline
 
 

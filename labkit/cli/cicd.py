@@ -10,10 +10,11 @@ def command() -> None:
 
 
 @command.command("init")
-@click.option("--min-accuracy", default=0.70, show_default=True, type=click.FloatRange(0, 1),
-              help="The gate refuses models below this held-out accuracy.")
+@click.option("--min-accuracy", default=None, type=click.FloatRange(0, 1),
+              help="The gate refuses models below this held-out accuracy (default 0.70). Given again, it "
+                   "changes the threshold of the pipeline set up already; left out, that one keeps its own.")
 @name_option
-def init(min_accuracy: float, name: str) -> None:
+def init(min_accuracy: float | None, name: str) -> None:
     """Set up production's bare repository with its hooks, and the development repository."""
     import labkit
 
