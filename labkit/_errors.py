@@ -3,6 +3,7 @@
     LabkitError
     ├── ConfigError            a setting is missing or wrong
     ├── DeployError            a deployment could not be started
+    │   ├── DeploymentBusy         another labkit command held the deployment for longer than we waited
     │   ├── PrerequisiteMissing    a program or the trained model is not there
     │   └── CloudError             the OpenStack cloud refused or failed a request
     │       └── QuotaError             the project's quota (servers, cores, floating IPs...) is used up
@@ -47,6 +48,10 @@ class ConfigError(LabkitError):
 
 class DeployError(LabkitError):
     pass
+
+
+class DeploymentBusy(DeployError):
+    """Another labkit command held the deployment's lock for longer than we waited."""
 
 
 class PrerequisiteMissing(DeployError):

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from ._errors import ConfigError, DeployError
+from ._errors import ConfigError, DeploymentBusy
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
 
@@ -37,10 +37,6 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
 LOCK_TIMEOUT = 600.0
 # After this long waiting, the caller hears (once) who it waits for.
 WAIT_NOTICE = 1.0
-
-
-class DeploymentBusy(DeployError):
-    """Another labkit command held the deployment's lock for longer than we waited."""
 
 
 def private_dir(path: Path) -> Path:

@@ -122,7 +122,7 @@ def test_a_wait_for_the_lock_ends_and_names_who_holds_it(tmp_path):
                 pytest.fail("took a lock another process holds")
         waited = time.monotonic() - started
         assert 1.5 <= waited < 5
-        assert type(busy.value).__name__ == "DeploymentBusy"
+        assert type(busy.value) is labkit.DeploymentBusy
         message = str(busy.value)
         assert message.startswith(f"Another labkit command is scaling 'lab' (pid {holder.pid}, for ")
         assert message.endswith(f"wait for it to finish, or stop it (`kill {holder.pid}`), then retry.")
