@@ -6,7 +6,7 @@ from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, NotFound, RequestEntityTooLarge
 
 from . import tasks, validation
-from .dispatch import Unavailable, call, workers_online
+from .dispatch import Unavailable, call, health
 
 bp = Blueprint("api", __name__)
 
@@ -98,10 +98,13 @@ def model_metadata():
 
 @bp.get("/healthz")
 def healthz():
-    try:
-        workers = workers_online()
-    except Unavailable as exc:
-        return error(503, str(exc), status="unavailable", workers=0)
-    if not workers:
-        return error(503, "the broker answers, but no worker replied to a ping", status="unavailable", workers=0)
-    return jsonify({"status": "ok", "workers": len(workers), "worker_names": workers})
+    # From the last background ping (health.py): answered at once, with the age of the news.
+    reading = health()
+    age = reading.age()
+    news = {"checked_s_ago": None if age is None else round(age, 2)}
+    problem = reading.problem or (None if reading.workers else "the broker answers, but no worker replied to a ping")
+    if problem:
+        response = error(503, problem, status="unavailable", workers=0, worker_names=[], **news)
+        response[0].headers["Retry-After"] = "1"
+        return response
+    return jsonify({"status": "ok", "workers": len(reading.workers), "worker_names": list(reading.workers), **news})

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import kombu.exceptions
 from celery import Celery, Task
 from flask import Flask
+
+from .health import INTERVAL, WorkerWatch
 
 
 def celery_config(app: Flask) -> dict:
@@ -63,4 +66,23 @@ def celery_init_app(app: Flask) -> Celery:
     celery_app.config_from_object(celery_config(app))
     celery_app.set_default()
     app.extensions["celery"] = celery_app
+    app.extensions["broker_errors"] = broker_errors(celery_app)
+    app.extensions["worker_watch"] = worker_watch(app, celery_app)
     return celery_app
+
+
+def broker_errors(celery_app: Celery) -> tuple[type[BaseException], ...]:
+    """Every error that means "the broker did not do it": kombu's own, and the transport's
+    connection and channel errors, which kombu lets through raw from some calls."""
+    connection = celery_app.connection_for_write()  # no I/O: kombu only names the transport's errors
+    return (kombu.exceptions.OperationalError, *connection.connection_errors, *connection.channel_errors)
+
+
+def worker_watch(app: Flask, celery_app: Celery) -> WorkerWatch:
+    """The background ping behind /healthz and the welcome page; its thread starts when first asked."""
+    from .dispatch import ping
+
+    timeout = float(app.config["HEALTH_TIMEOUT"])
+    errors = app.extensions["broker_errors"]
+    return WorkerWatch(lambda: ping(celery_app, timeout, errors),
+                       interval=float(app.config.get("HEALTH_INTERVAL", INTERVAL)), timeout=timeout)

@@ -7,8 +7,9 @@ slow) becomes ``Unavailable``, which the views turn into a 503.
 from __future__ import annotations
 
 import celery.exceptions
-import kombu.exceptions
 from flask import current_app
+
+from .health import Reading, Unreachable
 
 
 class Unavailable(RuntimeError):
@@ -24,16 +25,31 @@ def call(task, *args, timeout: float | None = None):
         return result.get(timeout=timeout)
     except celery.exceptions.TimeoutError:
         raise Unavailable(f"no worker answered within {timeout:g} s") from None
-    except (kombu.exceptions.OperationalError, ConnectionError, OSError) as exc:
+    except current_app.extensions["broker_errors"] as exc:
+        # kombu's OperationalError, and whatever the transport raises raw (amqp's
+        # RecoverableConnectionError, ConnectionForced, socket errors): a 503, never a 500.
         raise Unavailable(f"the message broker is unreachable ({exc})") from None
 
 
-def workers_online(timeout: float | None = None) -> list[str]:
-    """Names of the workers that answer a ping; raises Unavailable if the broker does not."""
-    celery_app = current_app.extensions["celery"]
-    timeout = float(timeout or current_app.config["HEALTH_TIMEOUT"])
+def ping(celery_app, timeout: float, broker_errors: tuple[type[BaseException], ...]) -> list[str]:
+    """Names of the workers that answer a broadcast ping within ``timeout`` seconds (it always
+    waits that long: it cannot know how many to expect). Raises ``Unreachable`` without a broker."""
     try:
         replies = celery_app.control.ping(timeout=timeout)
-    except (kombu.exceptions.OperationalError, ConnectionError, OSError) as exc:
-        raise Unavailable(f"the message broker is unreachable ({exc})") from None
+    except broker_errors as exc:
+        raise Unreachable(f"the message broker is unreachable ({exc})") from None
     return sorted(name for reply in replies for name in reply)
+
+
+def health() -> Reading:
+    """The last background check of the workers (see health.py): at once, with its age."""
+    return current_app.extensions["worker_watch"].reading()
+
+
+def workers_online() -> list[str]:
+    """Names of the workers that answered the last background ping; raises Unavailable if the
+    broker did not (or the news is too old to trust). Never waits for a ping."""
+    reading = health()
+    if reading.problem:
+        raise Unavailable(reading.problem)
+    return list(reading.workers)

@@ -8,9 +8,11 @@ import threading
 import time
 
 import httpx
+import psutil
 import pytest
 
 from labkit import _load, _procs
+from steady_load import recorded_load
 
 pytestmark = pytest.mark.slow
 
@@ -68,6 +70,71 @@ def test_broker_outage_gives_quick_503_and_recovers(deployment_factory, report):
     result = _load.run(lab.url, ROW, concurrency=4, requests=200)
     report(f"broker back: {result.requests} requests, {result.errors} failed")
     assert result.errors == 0, result.error_samples
+
+
+def kill_broker(lab, how: str) -> None:
+    """Take the private RabbitMQ node away: ``kill -9`` of all its processes (a crash: no
+    goodbye to the clients), or ``stop`` (SIGTERM: it closes every connection first)."""
+    state = lab.state
+    if how == "kill -9":
+        for record in state["processes"]:
+            proc = _procs.Proc.from_dict(record)
+            if record["role"] == "rabbitmq" and (node := proc.handle()):
+                children = node.children(recursive=True)  # the Erlang VM's helpers (or the VM itself)
+                for child in children:
+                    child.kill()
+                psutil.wait_procs(children, timeout=10)
+                _procs.kill(proc)  # and the node's own process, reaped
+    # After kill -9: no restart until start_broker (a supervisor would restart a crashed node).
+    lab.backend.stop_broker(lab.run_dir, state)
+
+
+ALLOWED = {200, 400, 413, 503}  # never a 500, and never no answer at all
+
+
+@pytest.mark.parametrize("how", ["kill -9", "stop"])
+def test_broker_restart_under_load_recovers_by_itself(deployment_factory, report, how):
+    """4 clients send predictions while the broker dies and comes back on the same node, ports
+    and user. Every answer is a 200 or a 503 (never a 500), the web tier recovers by itself
+    within 30 s of the broker answering again, and /healthz never says ok while the broker is
+    down or while predictions still fail."""
+    lab = deployment_factory(workers=1)
+    with recorded_load(lab.url, clients=4) as load, \
+            recorded_load(lab.url, clients=1, path="/healthz", pause=0.2) as health:
+        time.sleep(3)
+        killed = time.monotonic()
+        kill_broker(lab, how)
+        stopped = time.monotonic()  # surely down from here (a supervisor may have restarted it before)
+        time.sleep(8)
+        restarting = time.monotonic()
+        lab.backend.start_broker(lab.run_dir, lab.state)  # returns once the node accepts our user
+        back = time.monotonic()
+        _procs.wait_until(lambda: load.first_run_of_successes(back, 20) is not None, timeout=30, interval=0.5)
+        recovered = load.first_run_of_successes(back, 20)
+        time.sleep(8)  # and it stays recovered: the run of the issue failed again minutes later
+        ended = time.monotonic()
+
+    counts = load.statuses()
+    after = load.statuses(sent_after=recovered) if recovered else {}
+    outage = [a.done - a.sent for a in load.answers(stopped) if a.done <= restarting]
+    report(f"broker {how} for 8 s under load (4 clients): {sum(counts.values())} requests, by status {counts}; "
+           f"while it was down answers came within {max(outage, default=0):.2f} s; "
+           + (f"20 of 20 succeeded {recovered - back:.1f} s after the broker answered again, "
+              f"then {after} in the {ended - recovered:.0f} s after" if recovered else "never recovered"))
+    strange = [a for a in load.answers() if a.status not in ALLOWED]
+    assert not strange, f"{len(strange)} answers not in {sorted(ALLOWED)}, e.g. {strange[:3]}\n{lab.logs(40)}"
+    assert load.statuses(sent_after=killed - 3).get(200, 0) > 20, counts  # there was load before the kill
+    assert recovered is not None and recovered - back <= 30, f"not 20 of 20 within 30 s: {load.statuses(back)}"
+    assert set(after) == {200}, [a for a in load.answers(recovered) if a.status != 200][:3]
+
+    checks = health.answers()
+    down = [a for a in checks if stopped + 2.5 <= a.sent and a.done <= restarting]
+    assert down and all(a.status == 503 for a in down), [(round(a.sent - killed, 1), a.status) for a in down]
+    ok_again = next((a.done for a in checks if a.sent > back and a.status == 200), None)
+    assert ok_again is not None, "/healthz never said ok again"
+    # Once /healthz says ok again (its information may be up to 2 s old), predictions succeed.
+    failing = [a for a in load.answers(ok_again + 2) if a.status != 200]
+    assert not failing, f"/healthz said ok, but {len(failing)} predictions failed after it: {failing[:3]}"
 
 
 def test_no_worker_answering_gives_503_within_the_timeout(deployment_factory, settings, report):
