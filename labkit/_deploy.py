@@ -20,7 +20,14 @@ from ._state import RunDir, private_dir
 
 @dataclass
 class Status:
-    """A snapshot of a deployment: what /healthz says and which processes run."""
+    """A snapshot of a deployment: what /healthz says and which processes run.
+
+    ``healthy`` says that the server answers with at least one worker;
+    ``condition`` also counts them against ``expected_workers`` (what it was
+    deployed or scaled with): "healthy", "degraded" (fewer answer, say while a
+    killed worker is being replaced) or "not ready". ``summary`` says it in a
+    few words: "degraded: 1 of 2 workers".
+    """
 
     name: str
     backend: str
@@ -31,9 +38,26 @@ class Status:
     problem: str | None
     processes: list[dict] = field(default_factory=list)
     engine: str = "keras"  # what the workers serve the model with
+    expected_workers: int | None = None  # None: not recorded (a deployment older than this field)
+
+    @property
+    def condition(self) -> str:
+        if not self.healthy:
+            return "not ready"
+        if self.expected_workers is not None and self.workers < self.expected_workers:
+            return "degraded"
+        return "healthy"
+
+    @property
+    def summary(self) -> str:
+        """"healthy: 2 of 2 workers", "degraded: 1 of 2 workers" or "not ready: <why>"."""
+        if self.condition == "not ready":
+            return f"not ready: {self.problem}"
+        expected = self.expected_workers if self.expected_workers is not None else self.workers
+        return f"{self.condition}: {self.workers} of {expected} worker{'s' if expected != 1 else ''}"
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        return {**self.__dict__, "condition": self.condition, "summary": self.summary}
 
     def workers_by_host(self) -> dict[str, list[str]]:
         """The answering workers grouped by the machine they run on (``worker-1@HOST``)."""
@@ -48,10 +72,9 @@ class Status:
         return pd.DataFrame(self.processes)
 
     def _repr_html_(self) -> str:
-        state = "healthy" if self.healthy else f"not ready: {self.problem}"
         head = (
             f"<p><b>{html.escape(self.name)}</b> ({html.escape(self.backend)}) at {_link(self.url)}: "
-            f"{html.escape(state)}, {self.workers} worker(s) answering, {html.escape(self.engine)} engine</p>"
+            f"{html.escape(self.summary)}, {html.escape(self.engine)} engine</p>"
         )
         return head + table(self.processes_frame())
 
@@ -168,6 +191,7 @@ class Deployment:
             problem=None if healthy else health.get("error", "unknown"),
             processes=self.backend.processes(state),
             engine=state.get("engine", "keras"),
+            expected_workers=state.get("workers"),
         )
 
     def scale(self, workers: int) -> float:

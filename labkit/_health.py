@@ -22,26 +22,36 @@ def fetch(url: str, timeout: float = 3.0) -> dict:
     return {"reachable": True, "http_status": response.status_code, **body}
 
 
+#: Answers in a row, each on a new connection, that must agree before a wait ends: each of
+#: gunicorn's processes pings the workers on its own, and the one the next request reaches may
+#: not have news yet (it said "no worker" right after another had said "1 worker").
+AGREEING_ANSWERS = 4
+
+
 def wait_for_workers(
     url: str,
     workers: int,
     timeout: float,
     still_starting: Callable[[], None] = lambda: None,
 ) -> dict:
-    """Poll until the server is healthy with exactly ``workers`` workers answering.
+    """Poll until the server is healthy with exactly ``workers`` workers answering,
+    ``AGREEING_ANSWERS`` times in a row.
 
     ``still_starting`` runs between polls and may raise to give up early
     (a process died). Returns the last health answer; raises TimeoutError.
     """
     deadline = time.monotonic() + timeout
+    agreeing = 0
     while True:
         health = fetch(url)
-        if health.get("status") == "ok" and health["workers"] == workers:
+        agreeing = agreeing + 1 if health.get("status") == "ok" and health["workers"] == workers else 0
+        if agreeing == AGREEING_ANSWERS:
             return health
         if time.monotonic() >= deadline:
             raise TimeoutError(health)
-        still_starting()
-        time.sleep(0.2)
+        if not agreeing:
+            still_starting()
+        time.sleep(0.05 if agreeing else 0.2)
 
 
 def wait_or_raise(

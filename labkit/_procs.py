@@ -144,6 +144,39 @@ def _signal_group(pgid: int, sig: int) -> None:
         pass
 
 
+def of_folder(folder: Path) -> list[Proc]:
+    """Every process of this user that runs in ``folder`` or names it in its command line.
+
+    What is left of a deployment whose records are stale (its supervisor was
+    killed, say): programs run with the run directory as their working folder.
+    """
+    inside = str(Path(folder).resolve())
+    found = []
+    for process in psutil.process_iter(["pid", "cmdline", "cwd", "uids", "create_time"]):
+        info = process.info
+        if info["pid"] == os.getpid() or (info["uids"] and info["uids"].real != os.getuid()):
+            continue
+        cwd, cmdline = info["cwd"] or "", " ".join(info["cmdline"] or [])
+        if cwd == inside or cwd.startswith(inside + os.sep) or inside + os.sep in cmdline or cmdline.endswith(inside):
+            found.append(Proc("stray", info["pid"], info["create_time"]))
+    return found
+
+
+def listens(proc: Proc, host: str, port: int) -> bool:
+    """Whether ``proc`` (or a process it started) listens on ``host:port``."""
+    process = proc.handle()
+    if process is None:
+        return False
+    for member in _members(process):
+        try:
+            for conn in member.net_connections(kind="tcp"):
+                if conn.status == psutil.CONN_LISTEN and conn.laddr and tuple(conn.laddr[:2]) == (host, port):
+                    return True
+        except psutil.Error:
+            pass
+    return False
+
+
 def wait_until(predicate, timeout: float, interval: float = 0.2) -> bool:
     deadline = time.monotonic() + timeout
     while True:

@@ -3,6 +3,12 @@
 The same code a VM runs: a private RabbitMQ node, N Celery workers (one
 process each, solo pool) and gunicorn serving the Flask app on 127.0.0.1.
 Nothing listens beyond the loopback.
+
+As systemd does on a VM, a supervisor runs them: each deployment has its own
+supervisord (``labkit._supervisor``), the one process labkit starts; it
+starts the programs, restarts any that dies (a worker or gunicorn killed with
+``kill -9``, a crashed broker) and stops them all at ``down``. ``state.json``
+records supervisord and, as last seen, the pid of each program.
 """
 
 from __future__ import annotations
@@ -10,9 +16,11 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import psutil
 from production_server.engines import ENGINES
 
 from .. import _health, _procs
@@ -21,9 +29,12 @@ from .._errors import DeployError, PrerequisiteMissing, ScaleError
 from .._progress import Progress
 from .._rabbitmq import Node, find_programs
 from .._state import RunDir
+from .._supervisor import STATES_UP, Program, Supervisor, proc_of, rows
 
 WEB_PROCESSES = 2
 WEB_THREADS = 8
+# Ports tried for the web server when another program takes the one chosen before gunicorn binds it.
+PORT_TRIES = 5
 
 
 class LocalBackend:
@@ -34,7 +45,7 @@ class LocalBackend:
     def plan_steps(self, workers: int) -> list[str]:
         return [
             "check prerequisites",
-            "start RabbitMQ",
+            "start the supervisor and RabbitMQ",
             f"start {workers} Celery worker{'s' if workers != 1 else ''}",
             "start the web server (gunicorn)",
             "wait for the workers to answer",
@@ -56,6 +67,8 @@ class LocalBackend:
                 "predict_timeout": settings.predict_timeout,
                 "engine": settings.engine,
                 "broker": {"private": settings.broker_url is None, "url": settings.broker_url, "node": None},
+                "supervisor": {"folder": str(run.path)},
+                "programs": {},  # what supervisord.conf holds: program name -> its parameters
                 "processes": [],
             }
             run.create()
@@ -65,12 +78,21 @@ class LocalBackend:
             if state["broker"]["private"]:
                 node = Node.plan(run.path / "rabbitmq", run.name)
                 state["broker"].update(url=node.url, node=node.to_dict())
-                run.write(state)  # before starting: a crash now still leaves a record to clean up
-                self._start_node(run, state, node)
+                state["programs"].update(epmd={}, rabbitmq={})
+            supervisor = Supervisor(run.path)
+            supervisor.write(self._programs(state))
+            # Its programs inherit its environment; the student's cloud credentials stay out.
+            env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+            state["processes"] = [supervisor.start(env).to_dict()]
+            run.write(state)  # a crash from now on still leaves a record to clean up
+            if state["broker"]["private"]:
+                self._wait_for_broker(run, state, timeout=60)
+            self._sync(run, state)
 
         with progress.step(titles[2]):
             for index in range(1, workers + 1):
-                self._start_worker(run, state, index)
+                state["programs"][f"worker-{index}"] = {"model_dir": state["model_dir"]}
+            self._apply(run, state)
 
         with progress.step(titles[3]):
             self._start_web(run, state, settings.host, settings.port)
@@ -94,17 +116,46 @@ class LocalBackend:
                 "existed. Run `labkit train` again, or deploy with engine='keras'."
             )
 
-    def _start_node(self, run: RunDir, state: dict, node: Node) -> None:
-        self._record(run, state, node.start_epmd(run.logs))
-        self._record(run, state, node.start_server(run.logs))
+    # -- the programs supervisord runs ----------------------------------
+    def _programs(self, state: dict) -> list[Program]:
+        """supervisord.conf's programs for ``state["programs"]``: the same text for the same state."""
+        programs = []
+        wanted = state["programs"]
+        if "epmd" in wanted or "rabbitmq" in wanted:
+            node = Node(**state["broker"]["node"])
+            server, epmd = find_programs()
+            # The node's own variables (its folder, ports, files); the rest comes from supervisord.
+            env = {k: v for k, v in node._environment().items()
+                   if k == "HOME" or k.startswith(("RABBITMQ_", "ERL_"))}
+            if "epmd" in wanted:
+                programs.append(Program("epmd", [epmd, "-port", str(node.epmd_port), "-address", "127.0.0.1"],
+                                        env, directory=node.folder, priority=100))
+            if "rabbitmq" in wanted:
+                # The script then runs the Erlang VM itself (exec), not as a child it waits for:
+                # supervisord sees the node's own exit, and its SIGTERM is the node's clean stop.
+                env = {**env, "RUNNING_UNDER_SYSTEMD": "true"}
+                programs.append(Program("rabbitmq", [server], env, directory=node.folder, priority=200,
+                                        stopwaitsecs=30))
+        folder = state["supervisor"]["folder"]
+        for name in sorted((n for n in wanted if n.startswith("worker-")), key=lambda n: int(n.split("-")[1])):
+            index = int(name.split("-")[1])
+            # SIGTERM is Celery's warm shutdown: the task in hand finishes first.
+            programs.append(Program(name, self._worker_command(state, index),
+                                    self._server_env(state, wanted[name]["model_dir"]), directory=folder,
+                                    priority=300, stopwaitsecs=30))
+        if "web" in wanted:
+            # Its own model_dir, fixed when it started: a new pointer (serve_model_from) restarts
+            # the workers only, and the web server keeps serving.
+            programs.append(Program("web", self._web_command(f"{state['host']}:{state['port']}"),
+                                    self._server_env(state, wanted["web"]["model_dir"]), directory=folder,
+                                    priority=400, stopwaitsecs=10))
+        return programs
 
-    # -- the processes ----------------------------------------------------
-    def _env(self, state: dict) -> dict:
-        # The server needs none of the student's cloud credentials.
+    def _server_env(self, state: dict, model_dir: str) -> dict:
+        """What the web server and the workers get on top of supervisord's environment."""
         env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("OS_")},
             "SERVER_BROKER_URL": state["broker"]["url"],
-            "SERVER_MODEL_DIR": state["model_dir"],
+            "SERVER_MODEL_DIR": model_dir,
             "SERVER_PREDICT_TIMEOUT": str(state["predict_timeout"]),
             "SERVER_MODEL_ENGINE": state.get("engine", "keras"),
             "TF_CPP_MIN_LOG_LEVEL": "2",
@@ -114,23 +165,86 @@ class LocalBackend:
             env["LABKIT_DATA_DIR"] = state["data_dir"]
         return env
 
+    @staticmethod
+    def _supervisor(state: dict) -> Supervisor:
+        return Supervisor(Path(state["supervisor"]["folder"]))
+
+    def _apply(self, run: RunDir, state: dict) -> None:
+        """Rewrite supervisord.conf from the state and apply it (``supervisorctl update``)."""
+        run.write(state)
+        supervisor = self._supervisor(state)
+        supervisor.write(self._programs(state))
+        supervisor.update()
+        self._sync(run, state)
+
+    def _sync(self, run: RunDir, state: dict) -> None:
+        """Record the programs' pids as supervisord sees them now (they change when it restarts one)."""
+        info = self._supervisor(state).info()
+        if info is None:
+            return
+        state["processes"] = [*[p for p in state["processes"] if p["role"] == "supervisord"],
+                              *[proc.to_dict() for p in info if (proc := proc_of(p)) is not None]]
+        run.write(state)
+
+    def _program_proc(self, state: dict, name: str) -> _procs.Proc | None:
+        info = self._supervisor(state).info() or []
+        return next((proc_of(p) for p in info if p["name"] == name), None)
+
+    def _wait_for_broker(self, run: RunDir, state: dict, timeout: float) -> None:
+        """Until the node accepts our user (it boots in about 5 s)."""
+        node = Node(**state["broker"]["node"])
+        deadline = time.monotonic() + timeout
+        proc = None
+        while proc is None and time.monotonic() < deadline:
+            self._check_programs(run, state)
+            proc = self._program_proc(state, "rabbitmq")
+            time.sleep(0.1)
+        if proc is None:
+            raise DeployError(f"supervisord did not start RabbitMQ within {timeout:.0f} s; see "
+                              f"{run.logs / 'supervisord.log'}. Run `labkit down`, then `labkit up` again.")
+        node.wait_ready(proc, run.logs / "rabbitmq.log", max(1.0, deadline - time.monotonic()))
+
     def _start_web(self, run: RunDir, state: dict, host: str, preferred_port: int) -> None:
         """gunicorn on ``preferred_port`` or the next free one.
 
-        labkit binds the socket and gunicorn inherits it (``fd://``): two
-        deployments starting at the same moment cannot both pick a port
-        and then race for it.
+        The port is free when chosen, but supervisord starts gunicorn a moment
+        later: another deployment starting at the same moment may take it
+        first. gunicorn then cannot bind; labkit sees that (the port is not
+        gunicorn's) and moves on to the next port.
         """
-        try:
-            sock = _procs.listening_socket(preferred_port, host)
-        except OSError as exc:
-            raise DeployError(f"{exc}: set LABKIT_PORT to another first port.") from None
-        with sock:
-            port = sock.getsockname()[1]
+        port = preferred_port
+        log = run.logs / "web.log"
+        for _ in range(PORT_TRIES):
+            try:
+                with _procs.listening_socket(port, host) as sock:  # free, or in TIME_WAIT only
+                    port = sock.getsockname()[1]
+            except OSError as exc:
+                raise DeployError(f"{exc}: set LABKIT_PORT to another first port.") from None
             state.update(host=host, port=port, url=f"http://{host}:{port}")
-            cmd = self._web_command(f"fd://{sock.fileno()}")
-            web = _procs.spawn("web", cmd, self._env(state), run.logs / "web.log", pass_fds=(sock.fileno(),))
-        self._record(run, state, web)
+            state["programs"]["web"] = {"model_dir": state["model_dir"]}
+            offset = log.stat().st_size if log.exists() else 0
+            self._apply(run, state)
+            if self._web_listens(run, state, log, offset):
+                self._sync(run, state)
+                return
+            port += 1
+        raise DeployError(f"gunicorn could not bind a port from {preferred_port} to {port - 1}: other programs "
+                          "took each one as it started. Set LABKIT_PORT to another first port.")
+
+    def _web_listens(self, run: RunDir, state: dict, log: Path, offset: int, timeout: float = 30) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_programs(run, state)
+            web = self._program_proc(state, "web")
+            if web is not None and _procs.listens(web, state["host"], state["port"]):
+                return True
+            with open(log, "rb") if log.exists() else open(os.devnull, "rb") as f:
+                f.seek(offset)
+                if b"Connection in use" in f.read():
+                    return False
+            time.sleep(0.2)
+        raise DeployError(f"gunicorn did not listen on port {state['port']} within {timeout:.0f} s; the end of "
+                          f"{log}:\n{_procs.tail(log)}\nRun `labkit down`, then `labkit up` again.")
 
     def _web_command(self, bind: str) -> list[str]:
         return [
@@ -158,57 +272,57 @@ class LocalBackend:
             "--without-gossip", "--without-mingle",
         ]
 
-    def _start_worker(self, run: RunDir, state: dict, index: int) -> None:
-        proc = _procs.spawn(
-            f"worker-{index}", self._worker_command(state, index), self._env(state), run.logs / f"worker-{index}.log"
-        )
-        self._record(run, state, proc)
-
-    def _record(self, run: RunDir, state: dict, proc: _procs.Proc) -> None:
-        state["processes"].append(proc.to_dict())
-        run.write(state)
-
     @staticmethod
     def _procs(state: dict, prefix: str = "") -> list[_procs.Proc]:
         return [_procs.Proc.from_dict(p) for p in state["processes"] if p["role"].startswith(prefix)]
 
-    def _workers(self, state: dict) -> list[_procs.Proc]:
-        return sorted(self._procs(state, "worker-"), key=lambda p: int(p.role.split("-")[1]))
+    def _workers(self, state: dict) -> list[str]:
+        return sorted((n for n in state["programs"] if n.startswith("worker-")), key=lambda n: int(n.split("-")[1]))
+
+    def _check_programs(self, run: RunDir, state: dict) -> None:
+        """Raise if supervisord is gone, or gave up on a program that kept dying as it started."""
+        if not all(p.alive() for p in self._procs(state, "supervisord")):
+            raise DeployError(f"The deployment's supervisord stopped; the end of {run.logs / 'supervisord.log'}:\n"
+                              f"{_procs.tail(run.logs / 'supervisord.log')}\nRun `labkit down`, then `labkit up`.")
+        for process in self._supervisor(state).info() or []:
+            if process["statename"] == "FATAL":
+                log = run.logs / f"{process['name']}.log"
+                raise DeployError(
+                    f"The {process['name']} process kept stopping as it started; the end of {log}:\n"
+                    f"{_procs.tail(log)}\nFix what it says, then run `labkit down` and `labkit up`."
+                )
 
     def _wait_for_workers(self, run: RunDir, state: dict, workers: int, timeout: float) -> dict:
-        def check_processes() -> None:
-            for proc in self._procs(state):
-                if not proc.alive():
-                    log = run.logs / f"{proc.role}.log"
-                    raise DeployError(
-                        f"The {proc.role} process stopped while starting; the end of {log}:\n"
-                        f"{_procs.tail(log)}\nFix what it says, then run `labkit down` and `labkit up`."
-                    )
-
-        return _health.wait_or_raise(state["url"], workers, timeout, DeployError, check_processes)
+        health = _health.wait_or_raise(state["url"], workers, timeout, DeployError,
+                                       lambda: self._check_programs(run, state))
+        self._sync(run, state)
+        return health
 
     # -- scale ------------------------------------------------------------
     def scale(self, run: RunDir, state: dict, workers: int) -> dict:
-        current = [p for p in self._workers(state) if p.alive()]
-        # Forget workers that died (kill -9, crash): scaling replaces them.
-        state["processes"] = [p for p in state["processes"] if not p["role"].startswith("worker-")]
-        state["processes"] += [p.to_dict() for p in current]
+        current = self._workers(state)
         if workers > len(current):
-            used = {int(p.role.split("-")[1]) for p in current}
+            used = {int(n.split("-")[1]) for n in current}
             free = (i for i in range(1, workers + len(current) + 1) if i not in used)
             for _ in range(workers - len(current)):
-                self._start_worker(run, state, next(free))
+                state["programs"][f"worker-{next(free)}"] = {"model_dir": state["model_dir"]}
         else:
-            for proc in current[workers:]:
-                # SIGTERM is Celery's warm shutdown: the task in hand finishes first.
-                _procs.stop(proc, timeout=30)
-                state["processes"].remove(proc.to_dict())
-        run.write(state)
+            for name in current[workers:]:
+                del state["programs"][name]  # update stops it: SIGTERM, Celery's warm shutdown
         try:
+            self._apply(run, state)
+            self._restart_fatal(state)
             self._wait_for_workers(run, state, workers, timeout=180)
         except DeployError as exc:
             raise ScaleError(str(exc)) from None
         return state
+
+    def _restart_fatal(self, state: dict) -> None:
+        """Programs supervisord gave up on (they kept dying as they started) get another chance."""
+        supervisor = self._supervisor(state)
+        for process in supervisor.info() or []:
+            if process["statename"] == "FATAL":
+                supervisor.start_program(process["name"])
 
     def serve_model_from(self, run: RunDir, state: dict, model_dir: Path, timeout: float = 180) -> dict:
         """Restart the workers one at a time with SERVER_MODEL_DIR=``model_dir`` (CI/CD's pointer).
@@ -219,14 +333,14 @@ class LocalBackend:
         """
         state["model_dir"] = str(model_dir)
         run.write(state)  # workers started later (scale) use the pointer too
-        old = [p for p in self._workers(state) if p.alive()]
-        for proc in old:
-            used = {int(p.role.split("-")[1]) for p in self._workers(state)}
-            self._start_worker(run, state, min(set(range(1, len(used) + 2)) - used))
+        old = self._workers(state)
+        for name in old:
+            used = {int(n.split("-")[1]) for n in self._workers(state)}
+            state["programs"][f"worker-{min(set(range(1, len(used) + 2)) - used)}"] = {"model_dir": str(model_dir)}
+            self._apply(run, state)
             self._wait_for_workers(run, state, len(old) + 1, timeout)
-            _procs.stop(proc, timeout=30)
-            state["processes"].remove(proc.to_dict())
-            run.write(state)
+            del state["programs"][name]
+            self._apply(run, state)
             self._wait_for_workers(run, state, len(old), timeout)
         return state
 
@@ -248,38 +362,68 @@ class LocalBackend:
 
     # -- look -------------------------------------------------------------
     def processes(self, state: dict) -> list[dict]:
-        rows = []
-        for proc in self._procs(state):
-            rss = proc.rss_mb()
-            rows.append({"role": proc.role, "pid": proc.pid, "alive": rss is not None,
-                         "rss_mb": round(rss, 1) if rss is not None else None})
-        return rows
+        """One row per process: supervisord, then its programs as it sees them (state: running, starting...)."""
+        recorded = self._procs(state)
+        if "supervisor" not in state:
+            return [_recorded_row(proc) for proc in recorded]
+        out = [_recorded_row(proc, own=True) for proc in recorded if proc.role == "supervisord"]
+        info = self._supervisor(state).info()
+        if info is None:  # supervisord is gone: what was last recorded
+            return out + [_recorded_row(proc) for proc in recorded if proc.role != "supervisord"]
+        return out + rows(info)
 
     def logs(self, run: RunDir, state: dict, lines: int) -> dict[str, str]:
         return {p.stem: _procs.tail(p, lines) for p in sorted(run.logs.glob("*.log"))}
 
     def running(self, state: dict) -> bool:
-        web = self._procs(state, "web")
-        return bool(web) and all(p.alive() for p in web)
+        if "supervisor" not in state:
+            return False
+        root = self._procs(state, "supervisord")
+        if not root or not all(p.alive() for p in root):
+            return False
+        info = self._supervisor(state).info() or []
+        return any(p["name"] == "web" and p["statename"] in STATES_UP for p in info)
 
     # -- the broker, for failure drills -----------------------------------
     def stop_broker(self, run: RunDir, state: dict) -> None:
-        """Stop the private RabbitMQ node (keeping its data), as an outage would."""
-        for proc in self._procs(state, "rabbitmq"):
-            _procs.stop(proc)
+        """Stop the private RabbitMQ node (keeping its data), as an outage would; supervisord leaves it stopped."""
+        self._supervisor(state).stop("rabbitmq")
         state["processes"] = [p for p in state["processes"] if p["role"] != "rabbitmq"]
         run.write(state)
+        self._sync(run, state)
 
     def start_broker(self, run: RunDir, state: dict) -> None:
-        """Start the private node again on the same ports, with the same user."""
-        node = Node(**state["broker"]["node"])
-        self._record(run, state, node.start_server(run.logs))
+        """Start the private node again on the same ports, with the same user; returns once it accepts the user."""
+        self._supervisor(state).start_program("rabbitmq")
+        self._wait_for_broker(run, state, timeout=60)
+        self._sync(run, state)
 
     # -- down -------------------------------------------------------------
     def down(self, run: RunDir, state: dict) -> None:
-        # All at once: a notebook kernel shutting down gives us only seconds.
-        # Workers still finish the task in hand (Celery's warm shutdown).
+        # All at once: a notebook kernel shutting down gives us only seconds (supervisord's own
+        # shutdown stops its programs one after the other). Workers still finish the task in hand.
+        if "supervisor" in state and all(p.alive() for p in self._procs(state, "supervisord")):
+            self._supervisor(state).stop_all_programs()
         _procs.stop_all(self._procs(state), timeout=20)
+        # Whatever the records missed: a program restarted after the last record, whose
+        # supervisord was killed. Each runs in the run directory.
+        if run.path.is_dir():
+            _procs.stop_all(_procs.of_folder(run.path), timeout=10)
+        if "supervisor" in state:
+            self._supervisor(state).forget_socket()
         if state.get("port"):
             host = state.get("host", "127.0.0.1")
             _procs.wait_until(lambda: not _procs.port_in_use(state["port"], host), timeout=5, interval=0.1)
+
+
+def _recorded_row(proc: _procs.Proc, own: bool = False) -> dict:
+    """A row for a recorded process; ``own``: its own memory only, not its children's (supervisord's programs)."""
+    handle = proc.handle()
+    rss = None
+    if handle is not None:
+        try:
+            rss = handle.memory_info().rss / 2**20 if own else proc.rss_mb()
+        except psutil.Error:  # it ended meanwhile
+            rss = None
+    return {"role": proc.role, "pid": proc.pid, "alive": rss is not None,
+            "state": "running" if rss is not None else "gone", "rss_mb": round(rss, 1) if rss is not None else None}

@@ -16,7 +16,7 @@ def command(as_json: bool, name: str) -> None:
     if as_json:
         click.echo(json.dumps(status.to_dict(), indent=2))
         return
-    health = "healthy" if status.healthy else f"NOT READY ({status.problem})"
-    click.echo(f"{status.name} ({status.backend}) at {status.url}: {health}, {status.workers} worker(s) answering, "
-               f"{status.engine} engine")
+    # "healthy: 2 of 2 workers", "degraded: 1 of 2 workers" (one is being replaced) or "not ready: why".
+    click.echo(f"{status.name} ({status.backend}) at {status.url}: {status.summary}")
+    click.echo(f"{status.workers} worker(s) answering, {status.engine} engine")
     click.echo(status.processes_frame().to_string(index=False))
