@@ -177,6 +177,19 @@ def listens(proc: Proc, host: str, port: int) -> bool:
     return False
 
 
+def unix_socket_answers(path: Path) -> bool:
+    """Whether a server accepts connections on the unix socket at ``path``."""
+    import socket
+
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(0.5)
+        try:
+            sock.connect(str(path))
+        except OSError:
+            return False
+        return True
+
+
 def wait_until(predicate, timeout: float, interval: float = 0.2) -> bool:
     deadline = time.monotonic() + timeout
     while True:

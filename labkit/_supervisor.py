@@ -50,7 +50,8 @@ class Program:
     command: list[str]
     environment: dict[str, str] = field(default_factory=dict)  # on top of supervisord's own
     directory: str | None = None
-    stopwaitsecs: int = 10  # SIGTERM, then this long before SIGKILL
+    stopwaitsecs: int = 10  # stopsignal, then this long before SIGKILL
+    stopsignal: str = "TERM"
     priority: int = 500  # lower starts first and stops last
     startsecs: int = 1
 
@@ -119,7 +120,7 @@ def render(folder: Path, programs: list[Program]) -> str:
             "autorestart=true",
             f"startsecs={program.startsecs}",
             f"startretries={STARTRETRIES}",
-            "stopsignal=TERM",
+            f"stopsignal={program.stopsignal}",
             f"stopwaitsecs={program.stopwaitsecs}",
             # The signals go to the program's process group: gunicorn's and Erlang's children too.
             "stopasgroup=true",

@@ -23,10 +23,21 @@ python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 if [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ] && ! command -v rabbitmq-server >/dev/null; then
   missing+=(rabbitmq-server)
 fi
+# nginx: the buffering proxy labkit runs in front of gunicorn, one private nginx per deployment.
+nginx_new=0
+if [ ! -x /usr/sbin/nginx ] && ! command -v nginx >/dev/null; then
+  missing+=(nginx)
+  nginx_new=1
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]} with apt-get"
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# Debian starts its own nginx service on port 80 when it installs the package; labkit needs none of it.
+if [ "$nginx_new" = 1 ] && command -v systemctl >/dev/null && systemctl is-active --quiet nginx 2>/dev/null; then
+  say "stopping and disabling the distribution's nginx service: labkit runs one nginx per deployment"
+  as_root systemctl disable --now nginx
 fi
 
 # 2. The virtual environment, reinstalled only when pyproject.toml or the server's pins changed.

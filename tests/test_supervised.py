@@ -103,11 +103,14 @@ def test_a_killed_gunicorn_master_is_replaced(deployment_factory, report):
     row = program(lab, "web")
     assert row["pid"] != victim
     web = _procs.Proc("web", row["pid"], psutil.Process(row["pid"]).create_time())
-    assert _procs.wait_until(lambda: _procs.listens(web, "127.0.0.1", lab.state["port"]), timeout=RECOVERY_S)
+    # gunicorn is behind nginx, on a unix socket: the new master took the socket's path over.
+    sock = lab.state["web_socket"]
+    assert _procs.wait_until(lambda: any(str(c.laddr) == sock for c in psutil.Process(web.pid).net_connections("unix")),
+                             timeout=RECOVERY_S)
 
     def orphans() -> list[int]:
         return [p.pid for p in psutil.process_iter(["cmdline", "ppid", "status"])
-                if "gunicorn" in " ".join(p.info["cmdline"] or []) and f":{lab.state['port']}" in
+                if "gunicorn" in " ".join(p.info["cmdline"] or []) and sock in
                 " ".join(p.info["cmdline"] or []) and web.pid not in (p.pid, p.info["ppid"])
                 and p.info["status"] != psutil.STATUS_ZOMBIE]
 
@@ -161,7 +164,7 @@ def test_one_supervisor_per_deployment_and_scale_moves_only_the_workers_it_chang
     assert stat.S_IMODE(conf.stat().st_mode) == 0o600 and stat.S_IMODE(sock.stat().st_mode) == 0o700
     assert "inet_http_server" not in conf.read_text()
     roles = [p["role"] for p in lab.state["processes"]]
-    assert roles[0] == "supervisord" and sorted(roles[1:]) == ["epmd", "rabbitmq", "web", "worker-1"]
+    assert roles[0] == "supervisord" and sorted(roles[1:]) == ["epmd", "proxy", "rabbitmq", "web", "worker-1"]
     root = psutil.Process(lab.state["processes"][0]["pid"])
     assert {c.pid for c in root.children()} == {p["pid"] for p in lab.state["processes"][1:]}
 

@@ -1,7 +1,9 @@
 """The local backend: the production server as processes on this machine.
 
 The same code a VM runs: a private RabbitMQ node, N Celery workers (one
-process each, solo pool) and gunicorn serving the Flask app on 127.0.0.1.
+process each, solo pool) and gunicorn serving the Flask app on a unix socket,
+behind a private nginx on 127.0.0.1 that buffers requests and answers, so
+slow or idle clients cannot hold gunicorn's threads (``labkit._nginx``).
 Nothing listens beyond the loopback.
 
 As systemd does on a VM, a supervisor runs them: each deployment has its own
@@ -23,17 +25,17 @@ from pathlib import Path
 import psutil
 from production_server.engines import ENGINES
 
-from .. import _health, _procs
+from .. import _health, _nginx, _procs
 from .._config import Settings
 from .._errors import DeployError, PrerequisiteMissing, ScaleError
 from .._progress import Progress
 from .._rabbitmq import Node, find_programs
 from .._state import RunDir
-from .._supervisor import STATES_UP, Program, Supervisor, proc_of, rows
+from .._supervisor import STATES_UP, Program, Supervisor, proc_of, rows, socket_path
 
 WEB_PROCESSES = 2
 WEB_THREADS = 8
-# Ports tried for the web server when another program takes the one chosen before gunicorn binds it.
+# Ports tried for the proxy when another program takes the one chosen before nginx binds it.
 PORT_TRIES = 5
 
 
@@ -47,7 +49,7 @@ class LocalBackend:
             "check prerequisites",
             "start the supervisor and RabbitMQ",
             f"start {workers} Celery worker{'s' if workers != 1 else ''}",
-            "start the web server (gunicorn)",
+            "start the web server (gunicorn behind nginx)",
             "wait for the workers to answer",
         ]
 
@@ -104,6 +106,7 @@ class LocalBackend:
     def _check_prerequisites(self, settings: Settings) -> None:
         if settings.broker_url is None:
             find_programs()
+        _nginx.find()
         metadata = Path(settings.model_dir) / "metadata.json"
         if not metadata.is_file():
             raise PrerequisiteMissing(
@@ -146,9 +149,13 @@ class LocalBackend:
         if "web" in wanted:
             # Its own model_dir, fixed when it started: a new pointer (serve_model_from) restarts
             # the workers only, and the web server keeps serving.
-            programs.append(Program("web", self._web_command(f"{state['host']}:{state['port']}"),
+            programs.append(Program("web", self._web_command(f"unix:{state['web_socket']}"),
                                     self._server_env(state, wanted["web"]["model_dir"]), directory=folder,
                                     priority=400, stopwaitsecs=10))
+        if "proxy" in wanted:
+            # SIGQUIT is nginx's graceful stop: answers in progress are finished.
+            programs.append(Program("proxy", _nginx.command(Path(wanted["proxy"]["conf"])), directory=folder,
+                                    priority=450, stopwaitsecs=10, stopsignal="QUIT"))
         return programs
 
     def _server_env(self, state: dict, model_dir: str) -> dict:
@@ -205,15 +212,20 @@ class LocalBackend:
         node.wait_ready(proc, run.logs / "rabbitmq.log", max(1.0, deadline - time.monotonic()))
 
     def _start_web(self, run: RunDir, state: dict, host: str, preferred_port: int) -> None:
-        """gunicorn on ``preferred_port`` or the next free one.
+        """gunicorn on a unix socket in the run directory, then nginx on ``preferred_port`` or the next free one.
 
-        The port is free when chosen, but supervisord starts gunicorn a moment
+        The port is free when chosen, but supervisord starts nginx a moment
         later: another deployment starting at the same moment may take it
-        first. gunicorn then cannot bind; labkit sees that (the port is not
-        gunicorn's) and moves on to the next port.
+        first. nginx then cannot bind; labkit sees that (the port is not
+        nginx's) and moves on to the next port.
         """
+        state["web_socket"] = str(socket_path(run.path, "web.sock"))
+        state["programs"]["web"] = {"model_dir": state["model_dir"]}
+        self._apply(run, state)
+        self._wait_until(run, state, lambda: _procs.unix_socket_answers(Path(state["web_socket"])),
+                         "gunicorn did not listen on its socket", run.logs / "web.log")
         port = preferred_port
-        log = run.logs / "web.log"
+        log = run.logs / "proxy.log"
         for _ in range(PORT_TRIES):
             try:
                 with _procs.listening_socket(port, host) as sock:  # free, or in TIME_WAIT only
@@ -221,30 +233,42 @@ class LocalBackend:
             except OSError as exc:
                 raise DeployError(f"{exc}: set LABKIT_PORT to another first port.") from None
             state.update(host=host, port=port, url=f"http://{host}:{port}")
-            state["programs"]["web"] = {"model_dir": state["model_dir"]}
+            # The port is in the file's name: another port is another command, which update restarts.
+            conf = _nginx.write(run.path / "nginx", host, port, Path(state["web_socket"]), f"nginx-{port}.conf")
+            state["programs"]["proxy"] = {"conf": str(conf)}
             offset = log.stat().st_size if log.exists() else 0
             self._apply(run, state)
-            if self._web_listens(run, state, log, offset):
+            if self._proxy_listens(run, state, log, offset):
                 self._sync(run, state)
                 return
             port += 1
-        raise DeployError(f"gunicorn could not bind a port from {preferred_port} to {port - 1}: other programs "
+        raise DeployError(f"nginx could not bind a port from {preferred_port} to {port - 1}: other programs "
                           "took each one as it started. Set LABKIT_PORT to another first port.")
 
-    def _web_listens(self, run: RunDir, state: dict, log: Path, offset: int, timeout: float = 30) -> bool:
+    def _wait_until(self, run: RunDir, state: dict, predicate, what: str, log: Path, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while not predicate():
+            if time.monotonic() >= deadline:
+                raise DeployError(f"{what} within {timeout:.0f} s; the end of {log}:\n{_procs.tail(log)}\n"
+                                  "Run `labkit down`, then `labkit up` again.")
             self._check_programs(run, state)
-            web = self._program_proc(state, "web")
-            if web is not None and _procs.listens(web, state["host"], state["port"]):
+            time.sleep(0.1)
+
+    def _proxy_listens(self, run: RunDir, state: dict, log: Path, offset: int) -> bool:
+        """True once nginx listens on the port; False if another program has it."""
+        taken = []
+
+        def settled() -> bool:
+            proxy = self._program_proc(state, "proxy")
+            if proxy is not None and _procs.listens(proxy, state["host"], state["port"]):
                 return True
             with open(log, "rb") if log.exists() else open(os.devnull, "rb") as f:
                 f.seek(offset)
-                if b"Connection in use" in f.read():
-                    return False
-            time.sleep(0.2)
-        raise DeployError(f"gunicorn did not listen on port {state['port']} within {timeout:.0f} s; the end of "
-                          f"{log}:\n{_procs.tail(log)}\nRun `labkit down`, then `labkit up` again.")
+                taken.append(b"Address already in use" in f.read())
+            return taken[-1]
+
+        self._wait_until(run, state, settled, f"nginx did not listen on port {state['port']}", log)
+        return not (taken and taken[-1])
 
     def _web_command(self, bind: str) -> list[str]:
         return [
@@ -381,8 +405,8 @@ class LocalBackend:
         root = self._procs(state, "supervisord")
         if not root or not all(p.alive() for p in root):
             return False
-        info = self._supervisor(state).info() or []
-        return any(p["name"] == "web" and p["statename"] in STATES_UP for p in info)
+        up = {p["name"] for p in self._supervisor(state).info() or [] if p["statename"] in STATES_UP}
+        return {"web", "proxy"} <= up
 
     # -- the broker, for failure drills -----------------------------------
     def stop_broker(self, run: RunDir, state: dict) -> None:

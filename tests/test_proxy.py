@@ -1,0 +1,109 @@
+"""Slow and idle clients do not deny service: nginx buffers in front of gunicorn (local backend).
+
+gunicorn's threaded workers give a connection a thread for as long as it lasts:
+18 clients sending their headers a byte a second used to make every normal
+request time out. Every client here connects to 127.0.0.1 only, and each test
+is over within seconds.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROW = [[6, 148, 72, 35, 0, 33.6, 0.627, 50]]
+
+
+class Crowd:
+    """``count`` connections to the server; with ``trickle``, each sends a request's headers a byte a second."""
+
+    def __init__(self, port: int, count: int, trickle: bool, seconds: float = 12.0):
+        self.request = b"GET /predictions HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 200 + b"\r\n\r\n"
+        self.sockets = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(count)]
+        self.trickle, self.seconds = trickle, seconds
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        sent = 0
+        deadline = time.monotonic() + self.seconds
+        while not self.done.is_set() and time.monotonic() < deadline:
+            if self.trickle:
+                for sock in list(self.sockets):
+                    try:
+                        sock.send(self.request[sent:sent + 1])
+                    except OSError:  # the server gave up on it: as it should
+                        self.sockets.remove(sock)
+                sent = min(sent + 1, len(self.request) - 5)  # never the final CRLF: a request never complete
+            self.done.wait(1.0)
+
+    def __enter__(self) -> "Crowd":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.done.set()
+        self.thread.join(timeout=5)
+        for sock in self.sockets:
+            sock.close()
+
+
+def normal_requests(url: str, count: int = 10, patience: float = 3.0) -> list[tuple[int, float]]:
+    """``count`` predictions, one after the other, each on a new connection: (status or 0, seconds)."""
+    answers = []
+    for _ in range(count):
+        started = time.monotonic()
+        try:
+            status = httpx.post(f"{url}/api/predict", json={"instances": ROW}, timeout=patience).status_code
+        except httpx.HTTPError:
+            status = 0
+        answers.append((status, time.monotonic() - started))
+    return answers
+
+
+@pytest.mark.parametrize("clients, trickle", [(100, True), (200, False)], ids=["100 slow headers", "200 idle"])
+def test_slow_or_idle_clients_leave_normal_requests_answered(shared_lab, report, clients, trickle):
+    lab = shared_lab
+    assert normal_requests(lab.url, 2)[-1][0] == 200  # warm
+    with Crowd(lab.state["port"], clients, trickle):
+        time.sleep(2)  # the crowd holds its connections (and the threads they would take) by now
+        answers = normal_requests(lab.url)
+    ok = [seconds for status, seconds in answers if status == 200 and seconds <= 3.0]
+    report(f"{clients} {'slow-header' if trickle else 'idle'} clients: {len(ok)} of 10 normal predictions answered "
+           f"within 3 s (slowest {max(s for _, s in answers):.2f} s)")
+    assert len(ok) == 10, answers
+
+
+def test_a_body_too_large_is_a_json_413_from_the_proxy(shared_lab):
+    response = httpx.post(f"{shared_lab.url}/api/predict", content=b"{" + b" " * 300_000 + b"}",
+                          headers={"Content-Type": "application/json"}, timeout=10)
+    assert response.status_code == 413
+    assert "larger than 262144 bytes" in response.json()["error"]
+
+
+def test_the_proxy_listens_on_the_loopback_and_gunicorn_on_a_unix_socket(shared_lab):
+    import psutil
+
+    rows = {row["role"]: row for row in shared_lab.status().processes}
+    assert rows["proxy"]["alive"] and rows["web"]["alive"]
+    nginx = psutil.Process(rows["proxy"]["pid"])
+    assert nginx.name() == "nginx"
+    gunicorn = psutil.Process(rows["web"]["pid"])
+    assert [c for c in gunicorn.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN] == []
+    assert any(str(c.laddr).endswith(".sock") for c in gunicorn.net_connections(kind="unix"))
+
+
+def test_missing_nginx_is_explained(settings, monkeypatch, tmp_path):
+    import labkit
+
+    monkeypatch.setattr("labkit._nginx.SYSTEM_PATHS", (str(tmp_path / "nginx"),))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(labkit.PrerequisiteMissing, match=r"sudo apt-get install nginx"):
+        labkit.deploy("local", name="nonginx", settings=settings)
+    assert labkit.deployments(settings) == []
