@@ -62,6 +62,10 @@ def render(folder: Path, host: str, port: int, upstream: Path) -> str:
     temp_paths = "".join(f"    {kind}_temp_path {tmp / kind};\n" for kind in ("client_body", "proxy", "fastcgi",
                                                                             "uwsgi", "scgi"))
     too_large = ('{"error": "the request body is larger than 262144 bytes: send fewer rows per request"}')
+    # What nginx itself refuses while reading a request it has routed to the API (a malformed chunked
+    # body, a body that stops coming): JSON there too, as the application's own errors are.
+    malformed = ('{"error": "the request is malformed (its body could not be read): send it again, well formed"}')
+    too_slow = ('{"error": "the request body came too slowly: send it again, at once"}')
     return f"""# Written by labkit: the buffering proxy of one local deployment.
 {_user_line()}daemon off;
 worker_processes 1;
@@ -119,10 +123,20 @@ http {{
         location /api/ {{
             proxy_pass http://gunicorn;
             error_page 413 @too_large;
+            error_page 400 @malformed;
+            error_page 408 @too_slow;
         }}
         location @too_large {{
             default_type application/json;
             return 413 '{too_large}';
+        }}
+        location @malformed {{
+            default_type application/json;
+            return 400 '{malformed}';
+        }}
+        location @too_slow {{
+            default_type application/json;
+            return 408 '{too_slow}';
         }}
     }}
 }}
