@@ -96,7 +96,7 @@ EXPECTED = {
     "00-setup.ipynb": [("check_environment()", "Ready."), ("labkit.model_card()", "held-out accuracy"),
                        ("form.value", "LABKIT_BACKEND"), ("form.save()", "settings.json")],
     "01-single-server.ipynb": [('labkit.cloud_init("single-server")', "checked: cloud-init's schema"),
-                               ("times = labkit.step_times(lab)", "start RabbitMQ"),
+                               ("times = labkit.step_times(lab)", "RabbitMQ"),
                                ("lab.predict(rows)", "probability"), ("labkit.deployments()", "No deployment")],
     "02-docker-scaling.ipynb": [("result = labkit.sweep(", "req/s"), ("engines = labkit.compare_engines(", "onnx"),
                                 ("labkit.deployments()", "No deployment")],
