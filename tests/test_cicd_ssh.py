@@ -19,7 +19,8 @@ import pytest
 
 import labkit
 from labkit.cicd._hosts import LocalHost, Sides, SSHHost, git_over_ssh
-from labkit.cicd._pipeline import _set_up
+from labkit._progress import Progress
+from labkit.cicd._pipeline import INIT_STEPS, _set_up
 from production_server.cicd.config import PipelineConfig
 from test_ssh import Sshd, pytestmark as needs_sshd
 
@@ -55,7 +56,8 @@ def sides_for(server: Sshd, tmp_path, model_dir, data_dir, host_key: str) -> Sid
 def set_up(sides: Sides) -> labkit.cicd.Pipeline:
     config = PipelineConfig(name="ssh", deployment_id="test", url=sides.url, production=sides.production_root,
                             data_dir=sides.data_dir)
-    return _set_up(config, sides, "student")
+    steps = Progress(len(INIT_STEPS), "setting up CI/CD over SSH", "off")
+    return labkit.cicd.Pipeline(_set_up(config, sides, "student", steps), sides, progress="off")
 
 
 def branch_on_production(pipeline, branch: str) -> str:
