@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from labkit import _procs
+from test_notebooks import CI_SETTINGS  # the short settings CI uses: same code paths, fewer seconds
 
 pytestmark = [pytest.mark.browser, pytest.mark.notebook, pytest.mark.slow]
 
@@ -41,9 +42,6 @@ CHARTS = {"00-setup.ipynb": 0, "01-single-server.ipynb": 2, "02-docker-scaling.i
 # What the README's view of each notebook centres on: the form, the first chart, the history after a rollback.
 VIEW = {"00-setup.ipynb": (".widget-vbox", ""), "01-single-server.ipynb": ("img", ""),
         "02-docker-scaling.ipynb": ("img", ""), "03-ci-cd.ipynb": ("table", "rollback")}
-# The short settings CI uses (as tests/test_notebooks.py): same code paths, fewer seconds.
-CI_SETTINGS = {"LABKIT_SWEEP_WORKERS": "1,2", "LABKIT_SWEEP_CONCURRENCY": "1,4", "LABKIT_SWEEP_SECONDS": "1.5",
-               "LABKIT_ENGINES_REQUESTS": "60", "LABKIT_CICD_EPOCHS": "20"}
 
 
 @pytest.fixture(scope="module")
