@@ -100,7 +100,7 @@ class Node:
     def to_dict(self) -> dict:
         return dict(self.__dict__)
 
-    def _environment(self) -> dict:
+    def environment(self) -> dict:
         """Write the node's config files; return the environment that points the scripts at them."""
         folder = Path(self.folder)
         for sub in ("mnesia", "log"):
@@ -143,16 +143,19 @@ class Node:
             "RABBITMQ_CTL_ERL_ARGS": LOOPBACK_ONLY,
         }
 
-    def start_epmd(self, log_dir: Path) -> _procs.Proc:
+    def epmd_command(self) -> list[str]:
+        """This node's own epmd, on its port, on the loopback (it adds ::1 itself)."""
         _, epmd = find_programs()
-        cmd = [epmd, "-port", str(self.epmd_port), "-address", "127.0.0.1"]
-        return _procs.spawn("epmd", cmd, self._environment(), log_dir / "epmd.log")
+        return [epmd, "-port", str(self.epmd_port), "-address", "127.0.0.1"]
+
+    def start_epmd(self, log_dir: Path) -> _procs.Proc:
+        return _procs.spawn("epmd", self.epmd_command(), self.environment(), log_dir / "epmd.log")
 
     def start_server(self, log_dir: Path, timeout: float = 60.0) -> _procs.Proc:
         """Start the node (epmd must run); return once it accepts our user."""
         server, _ = find_programs()
         log = log_dir / "rabbitmq.log"
-        proc = _procs.spawn("rabbitmq", [server], self._environment(), log, cwd=Path(self.folder))
+        proc = _procs.spawn("rabbitmq", [server], self.environment(), log, cwd=Path(self.folder))
         try:
             self.wait_ready(proc, log, timeout)
         except DeployError:

@@ -126,13 +126,12 @@ class LocalBackend:
         wanted = state["programs"]
         if "epmd" in wanted or "rabbitmq" in wanted:
             node = Node(**state["broker"]["node"])
-            server, epmd = find_programs()
+            server, _ = find_programs()
             # The node's own variables (its folder, ports, files); the rest comes from supervisord.
-            env = {k: v for k, v in node._environment().items()
+            env = {k: v for k, v in node.environment().items()
                    if k == "HOME" or k.startswith(("RABBITMQ_", "ERL_"))}
             if "epmd" in wanted:
-                programs.append(Program("epmd", [epmd, "-port", str(node.epmd_port), "-address", "127.0.0.1"],
-                                        env, directory=node.folder, priority=100))
+                programs.append(Program("epmd", node.epmd_command(), env, directory=node.folder, priority=100))
             if "rabbitmq" in wanted:
                 # The script then runs the Erlang VM itself (exec), not as a child it waits for:
                 # supervisord sees the node's own exit, and its SIGTERM is the node's clean stop.
