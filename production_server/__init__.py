@@ -14,6 +14,8 @@ backend only have to set variables:
                            (default) or ``onnx`` (ONNX Runtime, no TensorFlow)
 ``SERVER_PREDICT_TIMEOUT`` seconds to wait for a worker before a 503
 ``SERVER_HEALTH_TIMEOUT``  seconds to wait for workers' ping replies
+``SERVER_HEALTH_INTERVAL`` seconds between two background pings that
+                           /healthz answers from (default 1)
 ``SERVER_MAX_ROWS``        most rows one /api/predict call may send
 =========================  ==================================================
 
@@ -45,6 +47,7 @@ DEFAULTS = {
     "MODEL_ENGINE": "keras",
     "PREDICT_TIMEOUT": 5.0,
     "HEALTH_TIMEOUT": 0.5,
+    "HEALTH_INTERVAL": 1.0,
     "MAX_ROWS": 1000,
     # Enough for MAX_ROWS rows of 8 long floats; werkzeug answers 413 past it.
     "MAX_CONTENT_LENGTH": 256 * 1024,

@@ -6,7 +6,7 @@ import kombu.exceptions
 from celery import Celery, Task
 from flask import Flask
 
-from .health import INTERVAL, WorkerWatch
+from .health import WorkerWatch
 
 
 def celery_config(app: Flask) -> dict:
@@ -85,4 +85,4 @@ def worker_watch(app: Flask, celery_app: Celery) -> WorkerWatch:
     timeout = float(app.config["HEALTH_TIMEOUT"])
     errors = app.extensions["broker_errors"]
     return WorkerWatch(lambda: ping(celery_app, timeout, errors),
-                       interval=float(app.config.get("HEALTH_INTERVAL", INTERVAL)), timeout=timeout)
+                       interval=float(app.config["HEALTH_INTERVAL"]), timeout=timeout)
