@@ -16,8 +16,11 @@ with its age.
   balancer, no page open) it stops pinging, and the next request starts it
   again; at interpreter exit (gunicorn's worker exits with ``sys.exit``) it is
   stopped and joined.
-- **Never ok on old news.** A reading older than ``stale_after`` (a stuck
-  check) is reported as unavailable, with its age.
+- **Never ok on old news.** A ping that has waited more than ``hung_after``
+  (its timeout and a second more: it is waiting for a broker, not for replies)
+  or a reading older than ``stale_after`` is reported as unavailable, with its
+  age. Measured: a broker that accepts the connection but does not answer (one
+  restarting) held a ping for about 4 s, and /healthz said ok meanwhile.
 """
 
 from __future__ import annotations
@@ -71,8 +74,11 @@ class WorkerWatch:
                  idle_after: float = IDLE_AFTER):
         self.ping = ping
         self.interval = interval
-        # Normal age is at most ~interval + timeout; a reading three checks late is a stuck check.
-        self.stale_after = 3 * (interval + timeout)
+        # Replies come within ``timeout``; a ping still waiting a second later waits for the broker.
+        self.hung_after = timeout + 1.0
+        # A ping starts at most ``interval`` after the last one ended: news older than that and
+        # a hung ping's wait means the thread is not pinging at all.
+        self.stale_after = interval + self.hung_after
         self.first_wait = timeout + 2.0  # a first ping to a broker that is down gives up within ~1 s
         self.idle_after = idle_after
         self._exit_hook = False
@@ -88,6 +94,7 @@ class WorkerWatch:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._reading = NOT_YET
+        self._pinging_since: float | None = None
         self._asked = time.monotonic()
 
     # -- what requests call ----------------------------------------------------------
@@ -99,10 +106,16 @@ class WorkerWatch:
             self._ensure_running()
             if self._reading.checked_at is None:
                 self._changed.wait_for(lambda: self._reading.checked_at is not None, timeout=self.first_wait)
-            reading = self._reading
-        age = reading.age()
-        if age is not None and age > self.stale_after:
-            return Reading((), f"no fresh news of the workers: the last check ended {age:.0f} s ago", reading.checked_at)
+            reading, pinging_since = self._reading, self._pinging_since
+        now = time.monotonic()
+        age = reading.age(now)
+        if age is None:
+            return reading
+        waited = now - pinging_since if pinging_since is not None else 0.0
+        if waited > self.hung_after or age > self.stale_after:
+            return Reading((), f"no fresh news of the workers: the last check ended {age:.1f} s ago"
+                               + (f" and the one since has waited {waited:.1f} s" if waited > self.hung_after else ""),
+                           reading.checked_at)
         return reading
 
     # -- the thread ------------------------------------------------------------------
@@ -138,7 +151,7 @@ class WorkerWatch:
                     self._thread = None
                     self._reading = NOT_YET  # a later start must not serve this old reading
                     return
-            started = time.monotonic()
+                started = self._pinging_since = time.monotonic()
             self._publish(self._check())
             self._stopping.wait(max(0.0, self.interval - (time.monotonic() - started)))
 
@@ -154,5 +167,5 @@ class WorkerWatch:
 
     def _publish(self, reading: Reading) -> None:
         with self._changed:
-            self._reading = reading
+            self._reading, self._pinging_since = reading, None
             self._changed.notify_all()
