@@ -39,6 +39,7 @@ class Status:
     processes: list[dict] = field(default_factory=list)
     engine: str = "keras"  # what the workers serve the model with
     expected_workers: int | None = None  # None: not recorded (a deployment older than this field)
+    address: str | None = None  # the VM's or machine's address (openstack, machine); None on this host
 
     @property
     def condition(self) -> str:
@@ -192,6 +193,7 @@ class Deployment:
             processes=self.backend.processes(state),
             engine=state.get("engine", "keras"),
             expected_workers=state.get("workers"),
+            address=state.get("address") or state.get("floating_ip"),
         )
 
     def scale(self, workers: int) -> float:
@@ -363,8 +365,12 @@ def deploy(
     settings: Settings | None = None,
     progress: str | None = None,
     engine: str | None = None,
+    template: str | None = None,
 ) -> Deployment:
     """Start the production server and return it once it answers with ``workers`` workers.
+
+    ``template`` (openstack and machine backends) is the VM to boot:
+    "single-server" (Task 1, the default) or "docker-server" (Task 2).
 
     ``engine`` (default: ``settings.engine``, "keras") is what the workers
     run the model with: "keras" or "onnx" (ONNX Runtime, no TensorFlow).
@@ -374,7 +380,8 @@ def deploy(
     progress display says so in one sentence: calling ``deploy`` twice never
     starts a second stack.
     """
-    lab = start_or_reuse(backend, name=name, workers=workers, settings=settings, progress=progress, engine=engine)
+    lab = start_or_reuse(backend, name=name, workers=workers, settings=settings, progress=progress, engine=engine,
+                         template=template)
     if lab.reused:
         hints = [f"use lab.scale({workers}) for {_workers(workers)}"] if lab.workers != workers else []
         served = lab.state.get("engine", "keras")
@@ -386,7 +393,7 @@ def deploy(
 
 def start_or_reuse(backend: "str | backends.Backend | None" = None, *, name: str = DEFAULT_NAME, workers: int = 1,
                    settings: Settings | None = None, progress: str | None = None,
-                   engine: str | None = None) -> Deployment:
+                   engine: str | None = None, template: str | None = None) -> Deployment:
     """``deploy()`` without its sentence about a reuse, for a caller that says it its own way (`labkit up`)."""
     settings = settings or Settings.from_env()
     if engine is not None:
@@ -394,7 +401,7 @@ def start_or_reuse(backend: "str | backends.Backend | None" = None, *, name: str
     if progress is not None:
         settings = replace(settings, progress=progress)
     backend_impl = backend if backend is not None and not isinstance(backend, str) else backends.get(
-        backend or settings.backend)
+        backend or settings.backend, template=template)
     if settings.engine not in getattr(backend_impl, "engines", ("keras",)):
         raise ConfigError(
             f"The {backend_impl.name} backend serves the model with Keras only so far: "

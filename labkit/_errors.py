@@ -66,6 +66,10 @@ class QuotaError(CloudError):
     pass
 
 
+class MachineError(DeployError):
+    """A local machine (the machine backend) could not be built, booted or reached."""
+
+
 class NotDeployed(LabkitError):
     pass
 

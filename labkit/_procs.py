@@ -40,7 +40,7 @@ class Proc:
             if abs(process.create_time() - self.started) > 0.01:
                 return None
             if process.status() == psutil.STATUS_ZOMBIE:
-                _reap(process)
+                reap(process)
                 return None
             return process
         except psutil.Error:
@@ -78,7 +78,8 @@ def spawn(role: str, cmd: list[str], env: dict, log_path: Path, cwd: Path | None
     return Proc(role, popen.pid, psutil.Process(popen.pid).create_time())
 
 
-def _reap(process: psutil.Process) -> None:
+def reap(process: psutil.Process) -> None:
+    """Collect an ended child's exit status, so it leaves no zombie (a no-op for others' processes)."""
     popen = _children.pop(process.pid, None)
     if popen is not None:
         popen.poll()
@@ -115,7 +116,7 @@ def stop_all(procs: list[Proc], timeout: float = 20.0) -> None:
             pass
     psutil.wait_procs(alive, timeout=5)
     for _, h in handles:
-        _reap(h)
+        reap(h)
 
 
 def kill(proc: Proc) -> None:
@@ -127,7 +128,7 @@ def kill(proc: Proc) -> None:
             process.wait(timeout=5)
         except (psutil.Error, ChildProcessError):
             pass
-        _reap(process)
+        reap(process)
 
 
 def _members(process: psutil.Process) -> list[psutil.Process]:

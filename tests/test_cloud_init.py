@@ -94,7 +94,9 @@ def test_steps_are_numbered_one_to_n(name, baked, model_dir):
     assert numbers == [(k, len(steps)) for k in range(1, len(steps) + 1)]
     # A failed step stops the rest: each command ends with "|| exit 1".
     assert all(cmd.endswith("|| exit 1") for cmd in document["runcmd"])
-    assert "[labkit]" in document["final_message"] and "$UPTIME" in document["final_message"]
+    # cloud-init prints it after a FAILED step too: it must not say that all went well.
+    assert "[labkit]" in document["final_message"] and "finished" not in document["final_message"]
+    assert "markers" in document["final_message"]
 
 
 def test_step_runner_prints_markers_that_labkit_parses(model_dir, tmp_path):
@@ -159,9 +161,14 @@ def test_single_server_listens_on_5100_and_keeps_the_broker_off_the_public_side(
     files = files_of(document)
     assert "--bind 0.0.0.0:5100" in files["/etc/systemd/system/labkit-web.service"]["content"]
     assert files["/opt/labkit/rabbitmq/rabbitmq.conf"]["content"] == "listeners.tcp.1 = 127.0.0.1:5672\n"
-    env = files["/opt/labkit/rabbitmq/rabbitmq-env.conf"]["content"]
-    # NODE_IP_ADDRESS would override the listeners; epmd and Erlang's distribution stay on the loopback.
+    env = files["/etc/rabbitmq/rabbitmq-env.conf"]["content"]
+    # NODE_IP_ADDRESS would override the listeners; epmd and Erlang's distribution stay on the loopback,
+    # where rabbitmqctl finds the node by its name (found in a real boot: under the host name it failed).
     assert "NODE_IP_ADDRESS" not in env and "ERL_EPMD_ADDRESS=127.0.0.1" in env and "{127,0,0,1}" in env
+    assert "NODENAME=rabbit@localhost" in env
+    # Debian's epmd.socket would listen on every interface (found in a real boot: *:4369).
+    socket = files["/etc/systemd/system/epmd.socket.d/labkit-loopback.conf"]["content"]
+    assert socket.splitlines() == ["[Socket]", "ListenStream=", "ListenStream=127.0.0.1:4369"]
     # configure adds the private address (worker VMs join there), found as this machine would find it.
     configure = files["/opt/labkit/rabbitmq/configure"]["content"]
     lookup = next(line.strip() for line in configure.splitlines() if line.strip().startswith("private="))

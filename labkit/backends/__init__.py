@@ -5,18 +5,30 @@ from __future__ import annotations
 from .._errors import ConfigError
 from .base import Backend
 
-NAMES = ("local", "openstack", "docker")
+NAMES = ("local", "openstack", "docker", "machine")
+TEMPLATED = ("openstack", "machine")  # the backends that boot a VM from a template of cloud-init/
 
 
-def get(name: str) -> Backend:
+def get(name: str, template: str | None = None) -> Backend:
+    """The backend called ``name``; ``template`` is the VM it boots (openstack and machine only)."""
+    if template is not None and name not in TEMPLATED:
+        raise ConfigError(f"The {name} backend runs the production server as it is, without a VM template: "
+                          f"template= applies to {' and '.join(TEMPLATED)}.")
+    if name == "machine":
+        from .machine import MachineBackend
+
+        return MachineBackend(template or "single-server")
     if name == "local":
         from .local import LocalBackend
 
         return LocalBackend()
     if name == "openstack":
-        from .openstack import OpenStackBackend
+        from dataclasses import replace
 
-        return OpenStackBackend()
+        from .openstack import CloudSettings, OpenStackBackend
+
+        settings = CloudSettings.from_env()
+        return OpenStackBackend(cloud_settings=replace(settings, template=template) if template else settings)
     if name == "docker":
         from .docker import DockerBackend
 
@@ -35,4 +47,4 @@ def from_state(state: dict) -> Backend:
         from .openstack import OpenStackBackend
 
         return OpenStackBackend(connect=lambda: FakeCloud.from_record(cloud))
-    return get(state["backend"])
+    return get(state["backend"], template=state.get("template") if state["backend"] == "machine" else None)

@@ -15,16 +15,15 @@ import os
 import shlex
 import socket
 import sys
-import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
-from .. import _cloudinit, _health, _userconfig
+from .. import _cloudinit, _console, _health, _userconfig
 from .._config import Settings
 from .._errors import CICDError, ConfigError, DeployError, LabkitError, ScaleError
-from .._progress import MARKER_RE, Progress, Step, failure
+from .._progress import Progress
 from .._state import RunDir
 from .openstack_cloud import BROKER_PORT, ROLE_KEY, SSH_PORT
 
@@ -198,33 +197,7 @@ class OpenStackBackend:
 
     def _watch(self, server_id: str, progress: Progress, cs: CloudSettings) -> None:
         """Follow the VM's markers in the console log until its last step, a failure, or the timeout."""
-        offset = progress.next_index() - 1
-        seen = 0
-        deadline = time.monotonic() + cs.contextualize_timeout
-        started = time.monotonic()
-        while True:
-            log = self.cloud.console_log(server_id)
-            problem = failure(log) or ("Failed to run module" in log and "a cloud-init module failed")
-            if problem:
-                raise DeployError(
-                    f"Contextualization failed: {problem}. The end of the console log:\n"
-                    + "\n".join(log.splitlines()[-25:])
-                    + "\nFix it, then `labkit down` and `labkit up` again."
-                )
-            markers = [(int(k), int(n), what, float(s)) for k, n, what, s in MARKER_RE.findall(log)]
-            for k, n, what, seconds in markers[seen:]:
-                progress.expect(offset + n + 1)
-                progress.record(Step(offset + k, offset + n + 1, f"VM: {what}", seconds))
-            seen = len(markers)
-            if markers and markers[-1][0] == markers[-1][1]:
-                return
-            if time.monotonic() > deadline:
-                step = f"the VM's step {seen + 1}" if markers else "the VM's first step"
-                raise DeployError(
-                    f"Timed out after {time.monotonic() - started:.0f} s waiting for {step}; "
-                    "see `labkit logs`, then `labkit down`."
-                )
-            time.sleep(cs.poll)
+        _console.follow(lambda: self.cloud.console_log(server_id), progress, cs.contextualize_timeout, cs.poll)
 
     # -- scale out: worker VMs on the private network ---------------------------
     def scale_out(self, run: RunDir, state: dict, vms: int, progress: Progress, workers_per_vm: int = 1) -> dict:

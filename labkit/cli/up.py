@@ -62,7 +62,8 @@ def _cloud_option(name: str, variable: str, help: str):
 @_cloud_option("flavor", "LABKIT_OS_FLAVOR", "Flavor name")
 @_cloud_option("network", "LABKIT_OS_NETWORK", "The project's network")
 @_cloud_option("keypair", "LABKIT_OS_KEYPAIR", "Key pair name on the cloud")
-@_cloud_option("template", "LABKIT_OS_TEMPLATE", "The VM: single-server (Task 1) or docker-server (Task 2)")
+@click.option("--template", envvar="LABKIT_OS_TEMPLATE", show_envvar=True, default=None,
+              help="The VM: single-server (Task 1) or docker-server (Task 2) (openstack and machine backends).")
 @name_option
 @click.pass_context
 def command(ctx: click.Context, workers: int, backend: str | None, engine: str | None, image, flavor, network,
@@ -83,6 +84,10 @@ def command(ctx: click.Context, workers: int, backend: str | None, engine: str |
         chosen = {"image": image, "flavor": flavor, "network": network, "keypair": keypair, "template": template}
         settings = replace(CloudSettings.from_env(), **{k: v for k, v in chosen.items() if v})
         target = OpenStackBackend(cloud_settings=settings)
+    elif template and target == "machine":
+        from labkit.backends import get
+
+        target = get("machine", template=template)
     try:
         with _stop_signals_raise():
             lab = start_or_reuse(target, name=name, workers=workers, engine=engine)

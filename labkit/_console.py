@@ -1,0 +1,68 @@
+"""Follow a VM's console: its ``[labkit] step K/N`` markers become steps of the progress display.
+
+The OpenStack backend reads the console log through Nova, the machine
+backend from the file nspawn writes; either way the VM's own steps show as
+they happen, numbered after the steps labkit ran before, and a FAILED
+marker or a failed cloud-init module ends the wait with what the console
+said before it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Callable
+
+from ._errors import DeployError
+from ._progress import FAILED_RE, Progress, Step, failure, parse
+
+# cloud-init's tables of network devices, keys and fingerprints: long, and never why a step failed.
+NOISE_RE = re.compile(r"ci-info: |SSH HOST KEY|^(ssh|ecdsa)-\S+ AAAA|cloud-init: (#|\d+ SHA256:)")
+
+
+def follow(read: Callable[[], str], progress: Progress, timeout: float, poll: float, what: str = "VM",
+           alive: Callable[[], bool] | None = None) -> list[Step]:
+    """Record ``read()``'s markers on ``progress`` until its last step; return the VM's steps.
+
+    ``alive`` (optional) says whether the VM still runs: a machine that
+    powers off mid-way fails at once instead of at the timeout.
+    """
+    offset = progress.next_index() - 1
+    seen: list[Step] = []
+    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    while True:
+        log = read()
+        problem = failure(log) or ("Failed to run module" in log and "a cloud-init module failed")
+        if problem:
+            raise DeployError(f"Contextualization failed: {problem}. What the console said before:\n"
+                              + "\n".join(before_failure(log))
+                              + "\nFix it, then `labkit down` and `labkit up` again.")
+        markers = parse(log)
+        for step in markers[len(seen):]:
+            progress.expect(offset + step.total + 1)  # + the wait for the server that follows
+            progress.record(Step(offset + step.index, offset + step.total + 1, f"{what}: {step.what}", step.seconds))
+        seen = markers
+        if markers and markers[-1].index == markers[-1].total:
+            return markers
+        if alive is not None and not alive():
+            raise DeployError(f"The {what} stopped before its steps were done. The end of its console:\n"
+                              + "\n".join(log.splitlines()[-25:]))
+        if time.monotonic() > deadline:
+            step = f"the {what}'s step {len(seen) + 1}" if markers else f"the {what}'s first step"
+            raise DeployError(f"Timed out after {time.monotonic() - started:.0f} s waiting for {step}; "
+                              "see `labkit logs`, then `labkit down`.")
+        time.sleep(poll)
+
+
+def before_failure(log: str, lines: int = 25) -> list[str]:
+    """The console's lines up to the first FAILED marker (or failed module): the failing step's own output.
+
+    cloud-init prints its tables of keys and fingerprints after the
+    scripts; those lines say nothing about why a step failed.
+    """
+    every = log.splitlines()
+    end = next((i + 1 for i, line in enumerate(every) if FAILED_RE.search(line) or "Failed to run module" in line),
+               len(every))
+    useful = [line for line in every[:end] if not NOISE_RE.search(line)]
+    return useful[-lines:]
