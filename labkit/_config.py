@@ -15,6 +15,7 @@ from ._errors import ConfigError
 HOME = "LABKIT_HOME"
 MODEL_DIR = "LABKIT_MODEL_DIR"
 DATA_DIR = "LABKIT_DATA_DIR"
+MACHINE_IMAGES = "LABKIT_MACHINE_IMAGES"
 BROKER_URL = "LABKIT_BROKER_URL"
 BACKEND = "LABKIT_BACKEND"
 PORT = "LABKIT_PORT"
@@ -70,6 +71,8 @@ class Settings:
     home: Path = field(default_factory=lambda: _xdg("XDG_STATE_HOME", ".local/state") / "labkit")
     model_dir: Path = field(default_factory=lambda: _xdg("XDG_DATA_HOME", ".local/share") / "labkit" / "model")
     data_dir: Path | None = None
+    # The machine backend's image, built once (a cache: it can always be built again).
+    machine_images: Path = field(default_factory=lambda: _xdg("XDG_CACHE_HOME", ".cache") / "labkit" / "machine-images")
     broker_url: str | None = None
     backend: str = "local"
     port: int = 5100
@@ -81,7 +84,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         # Accept plain strings for paths, as a student would type them.
-        for name in ("home", "model_dir", "data_dir"):
+        for name in ("home", "model_dir", "data_dir", "machine_images"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):
                 object.__setattr__(self, name, Path(value).expanduser())
@@ -105,7 +108,8 @@ class Settings:
             if env.get(name) and (want := expected(name, env[name])):
                 raise ConfigError(f"The environment variable {name}={env[name]!r} should be {want}: "
                                   "change it, or unset it.")
-        texts = {HOME: "home", MODEL_DIR: "model_dir", DATA_DIR: "data_dir", BROKER_URL: "broker_url",
+        texts = {HOME: "home", MODEL_DIR: "model_dir", DATA_DIR: "data_dir", MACHINE_IMAGES: "machine_images",
+                 BROKER_URL: "broker_url",
                  BACKEND: "backend", HOST: "host", PROGRESS: "progress", ENGINE: "engine"}
         changes: dict = {attr: env[name] for name, attr in texts.items() if env.get(name)}
         changes.update({attr: float(env[name]) for name, attr in NUMBERS.items() if env.get(name)})

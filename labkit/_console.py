@@ -16,6 +16,10 @@ from typing import Callable
 from ._errors import DeployError
 from ._progress import FAILED_RE, Progress, Step, failure, parse
 
+# cloud-init's own words for a module that failed (a runcmd it could not even turn into a script,
+# say), and for having run everything: the default final message, or the templates'.
+MODULE_FAILED_RE = re.compile(r"(?:Running module|Failed to run module) ([\w-]+)\b.*?failed|Failed to run module ([\w-]+)")
+FINISHED_RE = re.compile(r"Cloud-init v\. \S+ finished at|\[labkit\] \S+: cloud-init \S+ has run the user-data")
 # cloud-init's tables of network devices, keys and fingerprints: long, and never why a step failed.
 NOISE_RE = re.compile(r"ci-info: |SSH HOST KEY|^(ssh|ecdsa)-\S+ AAAA|cloud-init: (#|\d+ SHA256:)")
 
@@ -33,7 +37,7 @@ def follow(read: Callable[[], str], progress: Progress, timeout: float, poll: fl
     started = time.monotonic()
     while True:
         log = read()
-        problem = failure(log) or ("Failed to run module" in log and "a cloud-init module failed")
+        problem = failure(log) or module_failure(log)
         if problem:
             raise DeployError(f"Contextualization failed: {problem}. What the console said before:\n"
                               + "\n".join(before_failure(log))
@@ -45,6 +49,10 @@ def follow(read: Callable[[], str], progress: Progress, timeout: float, poll: fl
         seen = markers
         if markers and markers[-1].index == markers[-1].total:
             return markers
+        if FINISHED_RE.search(log):  # and the last step never reported
+            raise DeployError(f"cloud-init has run the user-data, but the {what}'s step {len(seen) + 1} never "
+                              "reported. The end of the console log:\n" + "\n".join(before_failure(log))
+                              + "\nSee `labkit logs`, then `labkit down`.")
         if alive is not None and not alive():
             raise DeployError(f"The {what} stopped before its steps were done. The end of its console:\n"
                               + "\n".join(log.splitlines()[-25:]))
@@ -55,6 +63,12 @@ def follow(read: Callable[[], str], progress: Progress, timeout: float, poll: fl
         time.sleep(poll)
 
 
+def module_failure(log: str) -> str | None:
+    """"cloud-init's module runcmd failed", if the console says a module failed."""
+    match = MODULE_FAILED_RE.search(log)
+    return f"cloud-init's module {match.group(1) or match.group(2)} failed" if match else None
+
+
 def before_failure(log: str, lines: int = 25) -> list[str]:
     """The console's lines up to the first FAILED marker (or failed module): the failing step's own output.
 
@@ -62,7 +76,7 @@ def before_failure(log: str, lines: int = 25) -> list[str]:
     scripts; those lines say nothing about why a step failed.
     """
     every = log.splitlines()
-    end = next((i + 1 for i, line in enumerate(every) if FAILED_RE.search(line) or "Failed to run module" in line),
+    end = next((i + 1 for i, line in enumerate(every) if FAILED_RE.search(line) or MODULE_FAILED_RE.search(line)),
                len(every))
     useful = [line for line in every[:end] if not NOISE_RE.search(line)]
     return useful[-lines:]

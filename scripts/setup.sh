@@ -4,7 +4,8 @@
 #   bash scripts/setup.sh           set up (idempotent) and start JupyterLab
 #   bash scripts/setup.sh --no-lab  set up only (the test command and CI use this)
 #
-# What it does: installs python3-venv and rabbitmq-server with apt when they
+# What it does: installs python3-venv, rabbitmq-server, nginx and the machine
+# backend's tools (systemd-container, debootstrap, nftables) with apt when they
 # are missing, creates .venv in the repository with the project and its test
 # tools, and trains the model once (LABKIT_MODEL_DIR, default
 # ~/.local/share/labkit/model). Run it again at any time: done steps are skipped.
@@ -29,6 +30,10 @@ if [ ! -x /usr/sbin/nginx ] && ! command -v nginx >/dev/null; then
   missing+=(nginx)
   nginx_new=1
 fi
+# The machine backend (local systemd machines, contextualized by real cloud-init): nspawn, debootstrap, nftables.
+command -v systemd-nspawn >/dev/null || missing+=(systemd-container)
+[ -x /usr/sbin/debootstrap ] || command -v debootstrap >/dev/null || missing+=(debootstrap)
+[ -x /usr/sbin/nft ] || command -v nft >/dev/null || missing+=(nftables)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]} with apt-get"
   as_root apt-get update -qq

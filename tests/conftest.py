@@ -15,6 +15,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
+# Read before clean_environ takes every LABKIT_* variable away from the tests.
+KEPT_IMAGES = os.environ.get("LABKIT_TEST_MACHINE_IMAGES")
 
 
 @pytest.fixture(autouse=True)
@@ -86,6 +88,22 @@ def shared_lab(tmp_path_factory, data_dir, model_dir):
         yield lab
     finally:
         lab.destroy()
+
+
+@pytest.fixture(scope="session")
+def machine_images(tmp_path_factory) -> Path:
+    """Where the machine backend's image is built: once per test run, fresh in CI.
+
+    LABKIT_TEST_MACHINE_IMAGES names a folder to keep it in between runs (a developer's loop).
+    """
+    from labkit import machines
+
+    if os.geteuid() != 0:
+        pytest.skip("the machine backend needs root (systemd-nspawn): run the tests as root to include it")
+    if problems := machines.missing():
+        pytest.fail("The machine backend's tools are missing: " + "; ".join(problems)
+                    + " (scripts/setup.sh installs them).", pytrace=False)
+    return Path(KEPT_IMAGES) if KEPT_IMAGES else tmp_path_factory.mktemp("machine-images")
 
 
 # Debian's Chromium, for the browser tests; Playwright never downloads one.

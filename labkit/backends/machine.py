@@ -14,7 +14,7 @@ download from is not reachable everywhere (it is not here).
 
 It needs root and Linux with systemd-nspawn, debootstrap and nftables
 (``labkit.machines.missing()``); the image is built once (about a minute)
-and cached in ``$LABKIT_HOME/machine-images``.
+and cached in ``~/.cache/labkit/machine-images`` (``LABKIT_MACHINE_IMAGES``).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ class MachineBackend:
                 raise PrerequisiteMissing("The machine backend needs " + "; ".join(problems)
                                           + ". Or use the local backend, which needs none of it.")
         with progress.step(STEPS[1]):
-            image = machines.ensure_image(settings.home / "machine-images")
+            image = machines.ensure_image(settings.machine_images)
         secrets = _cloudinit.Secrets.generate()
         run.create()
         state = {"id": os.urandom(8).hex(), "name": run.name, "backend": self.name, "url": None,
@@ -85,11 +85,8 @@ class MachineBackend:
                         public_key=public_key,
                         userdata=gzip.compress(userdata.encode(), mtime=0))  # the bytes Nova would serve
         with progress.step(STEPS[3]):
-            from production_server import data
-
-            dataset = data.locate()
             machine = Machine.boot(f"{NAME_PREFIX}{run.name}", run.path / "machine", image, seed,
-                                   files={DATA_ON_MACHINE: Path(dataset).read_bytes()})
+                                   files={DATA_ON_MACHINE: _dataset(settings)})
             state.update(machine=machine.to_dict(), address=machine.address,
                          url=f"http://{machine.address}:{WEB_PORT}")
             run.write(state)  # recorded at once: `labkit down` finds the machine
@@ -146,6 +143,19 @@ class MachineBackend:
     @staticmethod
     def _machine(state: dict) -> Machine | None:
         return Machine.from_dict(state["machine"]) if state.get("machine") else None
+
+
+def _dataset(settings: Settings) -> bytes:
+    """The data set's bytes, checked, from the settings' folder or wherever labkit finds it."""
+    from production_server import data
+
+    given = settings.data_dir / data.FILENAME if settings.data_dir else None
+    path = given if given and given.is_file() else data.locate()
+    raw = Path(path).read_bytes()
+    if data.checksum(raw) != data.SHA256:
+        raise MachineError(f"{path} is not the Pima data set labkit expects (its checksum differs): "
+                           "put the original file there, then retry.")
+    return raw
 
 
 def _make_key(folder: Path) -> str:

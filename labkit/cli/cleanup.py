@@ -4,14 +4,21 @@ import click
 @click.command("cleanup")
 @click.option("--yes", "-y", is_flag=True, help="Delete without asking (for scripts).")
 @click.option("--all-owners", is_flag=True, help="List and delete every owner's lab resources, not only yours.")
-def command(yes: bool, all_owners: bool) -> None:
+@click.option("--machines", is_flag=True, help="Instead: the machine backend's machines and namespaces that a "
+                                               "crash left on this host (no cloud needed).")
+def command(yes: bool, all_owners: bool, machines: bool) -> None:
     """Find everything the lab left on the OpenStack cloud, and delete it.
 
     Lists the servers, floating IPs, security groups and images tagged as
     your lab's, asks, then deletes them. Credentials: clouds.yaml with
-    OS_CLOUD, or the OS_* variables of your openrc file.
+    OS_CLOUD, or the OS_* variables of your openrc file. With --machines,
+    the same for the local machines of the machine backend.
     """
     import pandas as pd
+
+    if machines:
+        _machines(yes)
+        return
 
     from .. import _cleanup
     from ..backends.openstack import CloudSettings
@@ -32,3 +39,20 @@ def command(yes: bool, all_owners: bool) -> None:
         return
     outcome = _cleanup.delete(cloud, plan, say=click.echo)
     click.echo(f"Deleted {len(outcome.deleted)} resource(s); nothing of the lab's is left on the cloud.")
+
+
+def _machines(yes: bool) -> None:
+    from ..machines import cleanup
+
+    found = cleanup.find()
+    if not found:
+        click.echo("No machine or namespace of the lab is left on this host.")
+        return
+    for leftover in found:
+        click.echo(f"{leftover.kind:10} {leftover.name:24} {leftover.detail}")
+    if not yes and not click.confirm(f"Remove these {len(found)}?", default=False):
+        click.echo("Nothing was removed.")
+        return
+    for leftover in found:
+        cleanup.remove(leftover)
+    click.echo(f"Removed {len(found)}; no machine of the lab's is left on this host.")

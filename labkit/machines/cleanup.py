@@ -1,0 +1,85 @@
+"""What a crash left of the lab's machines on this host, found and removed (``labkit cleanup --machines``).
+
+A machine belongs to a deployment when that deployment's state records its
+nspawn process; the copy's folder tells which deployment that is
+(``<home>/deployments/<name>/machine/rootfs``). Left over are machines no
+state records (the labkit process that booted them was killed before it
+could write or clean up), and lab namespaces no machine uses.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from .. import _procs
+from .._errors import LabkitError
+from . import network
+from .machine import leftovers as nspawn_processes
+
+
+@dataclass(frozen=True)
+class Leftover:
+    kind: str  # "machine" or "namespace"
+    name: str
+    detail: str
+    process: psutil.Process | None = None
+    link: network.Link | None = None
+    folder: Path | None = None
+
+
+def find() -> list[Leftover]:
+    found: list[Leftover] = []
+    used_netns: set[str] = set()
+    for process in nspawn_processes():
+        args = process.info.get("cmdline") or process.cmdline()
+        option = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in args if a.startswith("--") and "=" in a}
+        netns = option.get("--network-namespace-path", "").rsplit("/", 1)[-1]
+        used_netns.add(netns)
+        folder = Path(option.get("--directory", "")).parent
+        if _recorded(folder, process):
+            continue
+        link = next((link for link in network.links() if link.netns == netns), None)
+        found.append(Leftover("machine", option.get("--machine", "?"), f"{folder} (no deployment records it)",
+                              process=process, link=link, folder=folder))
+    for link in network.links():
+        if link.netns not in used_netns:
+            found.append(Leftover("namespace", link.netns, f"{link.address}, no machine in it", link=link))
+    return found
+
+
+def remove(leftover: Leftover) -> None:
+    if leftover.process is not None:
+        try:
+            leftover.process.terminate()  # nspawn powers the machine off
+            _, alive = psutil.wait_procs([leftover.process], timeout=60)
+            for process in alive:
+                for child in process.children():
+                    child.kill()  # the machine's PID 1: its whole namespace goes with it
+                process.kill()
+            psutil.wait_procs(alive, timeout=10)
+        except psutil.NoSuchProcess:
+            pass
+        _procs.reap(leftover.process)
+    if leftover.link is not None:
+        network.detach(leftover.link)
+    if leftover.folder is not None and leftover.folder.name == "machine":
+        shutil.rmtree(leftover.folder / "rootfs", ignore_errors=True)
+
+
+def _recorded(folder: Path, process: psutil.Process) -> bool:
+    """Whether the deployment that owns ``folder`` records ``process`` as its machine."""
+    from .._state import RunDir
+
+    try:
+        state = RunDir(folder.parent.parent, folder.parent.name).read()
+    except (OSError, ValueError, LabkitError):
+        return False
+    proc = (state.get("machine") or {}).get("proc") or {}
+    try:
+        return proc.get("pid") == process.pid and abs(proc.get("started", 0) - process.create_time()) < 0.01
+    except psutil.Error:
+        return False
