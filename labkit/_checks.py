@@ -20,11 +20,13 @@ from ._display import Table
 from ._errors import LabkitError
 
 OK, PROBLEM, OPTIONAL = "ok", "problem", "optional"
+MACHINES = "local machines (machine backend)"
 # Checks that only one backend needs, by the backend.
 ONLY_FOR = {
     "RabbitMQ (local backend)": "local",
     "Docker engine (docker backend)": "docker",
     "OpenStack credentials": "openstack",
+    MACHINES: "machine",
 }
 
 
@@ -137,6 +139,18 @@ def _docker() -> Check:
     return Check("Docker engine (docker backend)", OK, f"engine {done.stdout.strip()}")
 
 
+def _machines(settings: Settings) -> Check:
+    from . import machines
+    from .machines.image import recipe_key
+
+    if problems := machines.missing():
+        return Check(MACHINES, PROBLEM, "needs " + "; ".join(problems),
+                     "only needed for backend='machine' (Task 1 contextualized by real cloud-init on this host)")
+    built = (settings.machine_images / recipe_key() / "complete").is_file()
+    return Check(MACHINES, OK, "systemd-nspawn, debootstrap and nftables; the image is "
+                 + ("built" if built else "built at the first deploy (about a minute)"))
+
+
 def cloud_names(config) -> list[str]:
     """The clouds a student described: clouds.yaml entries, and "envvars" for a sourced RC file."""
     clouds = config.cloud_config.get("clouds", {})
@@ -172,6 +186,7 @@ def check_environment(settings: Settings | None = None, docker: bool = True) -> 
     checks = Checks([_packages(), _rabbitmq(), _data(settings), _model(settings)])
     if docker:
         checks.append(_docker())
+    checks.append(_machines(settings))
     checks.append(_openstack(env))
     # What only one backend needs is a problem only when that backend is the chosen one.
     return Checks(

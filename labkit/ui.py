@@ -21,7 +21,16 @@ from ._config import Settings
 from ._display import EMPTY, Sentence, Table
 from ._errors import LabkitError
 
-BACKENDS = ("local", "docker", "openstack")
+BACKENDS = ("local", "docker", "openstack", "machine")
+
+
+def available_backends() -> tuple[str, ...]:
+    """The backends this host can run: the machine backend only with root and its tools."""
+    from . import machines
+
+    return tuple(b for b in BACKENDS if b != "machine" or not machines.missing())
+
+
 CLOUD_FIELDS = {  # saved variable -> (label, default)
     "LABKIT_OS_IMAGE": ("Image", "Ubuntu 24.04"),
     "LABKIT_OS_FLAVOR": ("Flavor", "m1.medium"),
@@ -55,7 +64,8 @@ class SetupForm:
         self._connect = connect
         env = _userconfig.environ()
         backend = env.get("LABKIT_BACKEND", "local")
-        self.backend = w.Dropdown(options=BACKENDS, value=backend if backend in BACKENDS else "local",
+        offered = available_backends()
+        self.backend = w.Dropdown(options=offered, value=backend if backend in offered else "local",
                                   description="Backend", style=STYLE)
         clouds = self._cloud_names()
         chosen = env.get("OS_CLOUD")
