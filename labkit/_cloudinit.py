@@ -28,6 +28,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import _nginx
 from ._errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,6 +36,8 @@ TEMPLATE_DIR = REPO / "cloud-init"
 SERVER_DIR = REPO / "production_server"
 CHART_FILE = SERVER_DIR / "static" / "vendor" / "chart.umd.min.js"
 CHART_VERSION = "4.6.1"
+WEB_PORT = 5100
+GUNICORN_SOCKET = "/run/labkit-web/gunicorn.sock"  # the VM's: RuntimeDirectory of labkit-web.service
 USERDATA_LIMIT = 65_535  # bytes, as sent: after gzip and base64 (Nova)
 
 TEMPLATES = {
@@ -157,6 +160,9 @@ def render(
         chart={"version": CHART_VERSION, "sha256": chart_sha},
         broker_host=broker_host,
         baked=baked,
+        # The buffering proxy on 5100, Debian's nginx in front of gunicorn's socket, as the local backend has it.
+        nginx_site=_nginx.site(f"0.0.0.0:{WEB_PORT}", f"unix:{GUNICORN_SOCKET}"),
+        gunicorn_socket=GUNICORN_SOCKET,
     )
 
 

@@ -14,7 +14,7 @@ from . import _health, backends
 from ._config import DEFAULT_NAME, Settings
 from ._display import Table, cell, table
 from ._errors import ConfigError, DeployError, LabkitError, NotDeployed, PredictionError, ScaleError, ServerNotReady
-from ._progress import Progress, Step, _in_notebook
+from ._progress import Progress, Step, tell
 from ._state import RunDir, private_dir
 
 
@@ -387,7 +387,7 @@ def deploy(
         served = lab.state.get("engine", "keras")
         if engine is not None and engine != served:
             hints.append(f"it serves with {served}: lab.destroy() it first, then deploy with engine={engine!r}")
-        _tell(f"{lab.running_note()}: reusing it{''.join('; ' + hint for hint in hints)}.", lab.settings.progress)
+        tell(f"{lab.running_note()}: reusing it{''.join('; ' + hint for hint in hints)}.", lab.settings.progress)
     return lab
 
 
@@ -438,26 +438,9 @@ def start_or_reuse(backend: "str | backends.Backend | None" = None, *, name: str
     return Deployment(run, state, settings, display.done)
 
 
-def _tell(sentence: str, mode: str) -> None:
-    """One sentence where the progress display is: a line of text in a notebook, a ``[labkit]`` line elsewhere.
-
-    Not a warning: Python shows a warning once per line of code (a cell run
-    again would say nothing), with a file name and line number before it, and
-    as an error where warnings are errors (pytest here).
-    """
-    if mode == "off":
-        return
-    if _in_notebook():
-        from IPython.display import HTML, display
-
-        display(HTML(f"<p>{html.escape(sentence)}</p>"))
-    else:
-        print(f"[labkit] {sentence}", flush=True)
-
-
 def _waiting_note(mode: str):
     """What a command waiting for a deployment's lock says, once: for whom it waits."""
-    return lambda holder: _tell(f"Waiting for another labkit command, which is {holder} ...", mode)
+    return lambda holder: tell(f"Waiting for another labkit command, which is {holder} ...", mode)
 
 
 def attach(name: str = DEFAULT_NAME, settings: Settings | None = None) -> Deployment:

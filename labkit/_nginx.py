@@ -56,16 +56,81 @@ def _user_line() -> str:
     return f"user {pwd.getpwuid(os.geteuid()).pw_name} {grp.getgrgid(os.getegid()).gr_name};\n"
 
 
-def render(folder: Path, host: str, port: int, upstream: Path) -> str:
-    """nginx.conf for one deployment: listen on host:port, proxy to gunicorn's unix socket ``upstream``."""
-    tmp = folder / "tmp"
-    temp_paths = "".join(f"    {kind}_temp_path {tmp / kind};\n" for kind in ("client_body", "proxy", "fastcgi",
-                                                                            "uwsgi", "scgi"))
+def site(listen: str, upstream: str) -> str:
+    """The upstream and server blocks: listen on ``listen``, proxy to gunicorn at ``upstream``.
+
+    What the local backend's nginx and the VM's (cloud-init's single-server
+    template, in Debian's ``/etc/nginx/conf.d``) both serve. Every setting is
+    in the server block, where the distribution's own http block cannot
+    clash with it.
+    """
     too_large = ('{"error": "the request body is larger than 262144 bytes: send fewer rows per request"}')
     # What nginx itself refuses while reading a request it has routed to the API (a malformed chunked
     # body, a body that stops coming): JSON there too, as the application's own errors are.
     malformed = ('{"error": "the request is malformed (its body could not be read): send it again, well formed"}')
     too_slow = ('{"error": "the request body came too slowly: send it again, at once"}')
+    return f"""upstream gunicorn {{
+    server {upstream};
+    keepalive 16;
+}}
+
+server {{
+    listen {listen} backlog=4096;
+    server_name _;
+    access_log off;
+    server_tokens off;
+    # A slow client: the whole header, and each read of the body, within a few seconds.
+    client_header_timeout 5s;
+    client_body_timeout 5s;
+    send_timeout 10s;
+    # Idle keep-alive connections cost nginx a little memory, gunicorn nothing.
+    keepalive_timeout 15s;
+    keepalive_requests 1000;
+    reset_timedout_connection on;
+    client_max_body_size {MAX_BODY};
+    client_body_buffer_size {MAX_BODY};
+
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    proxy_set_header Host $http_host;
+    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    proxy_set_header X-Forwarded-Proto $scheme;
+    proxy_request_buffering on;
+    proxy_buffering on;
+    proxy_connect_timeout 5s;
+    proxy_read_timeout 60s;
+
+    location / {{
+        proxy_pass http://gunicorn;
+    }}
+    location /api/ {{
+        proxy_pass http://gunicorn;
+        error_page 413 @too_large;
+        error_page 400 @malformed;
+        error_page 408 @too_slow;
+    }}
+    location @too_large {{
+        default_type application/json;
+        return 413 '{too_large}';
+    }}
+    location @malformed {{
+        default_type application/json;
+        return 400 '{malformed}';
+    }}
+    location @too_slow {{
+        default_type application/json;
+        return 408 '{too_slow}';
+    }}
+}}
+"""
+
+
+def render(folder: Path, host: str, port: int, upstream: Path) -> str:
+    """nginx.conf for one local deployment: listen on host:port, proxy to gunicorn's unix socket ``upstream``."""
+    tmp = folder / "tmp"
+    temp_paths = "".join(f"    {kind}_temp_path {tmp / kind};\n" for kind in ("client_body", "proxy", "fastcgi",
+                                                                            "uwsgi", "scgi"))
+    indented = "".join(f"    {line}\n" if line else "\n" for line in site(f"{host}:{port}", f"unix:{upstream}").splitlines())
     return f"""# Written by labkit: the buffering proxy of one local deployment.
 {_user_line()}daemon off;
 worker_processes 1;
@@ -77,7 +142,6 @@ events {{
 }}
 
 http {{
-    access_log off;
     default_type application/octet-stream;
     types {{
         text/html html;
@@ -86,60 +150,7 @@ http {{
         application/json json;
     }}
 {temp_paths}
-    # A slow client: the whole header, and each read of the body, within a few seconds.
-    client_header_timeout 5s;
-    client_body_timeout 5s;
-    send_timeout 10s;
-    # Idle keep-alive connections cost nginx a little memory, gunicorn nothing.
-    keepalive_timeout 15s;
-    keepalive_requests 1000;
-    reset_timedout_connection on;
-    client_max_body_size {MAX_BODY};
-    client_body_buffer_size {MAX_BODY};
-    server_tokens off;
-
-    upstream gunicorn {{
-        server unix:{upstream};
-        keepalive 16;
-    }}
-
-    server {{
-        listen {host}:{port} backlog=4096;
-        server_name _;
-
-        proxy_http_version 1.1;
-        proxy_set_header Connection "";
-        proxy_set_header Host $http_host;
-        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        proxy_set_header X-Forwarded-Proto $scheme;
-        proxy_request_buffering on;
-        proxy_buffering on;
-        proxy_connect_timeout 5s;
-        proxy_read_timeout 60s;
-
-        location / {{
-            proxy_pass http://gunicorn;
-        }}
-        location /api/ {{
-            proxy_pass http://gunicorn;
-            error_page 413 @too_large;
-            error_page 400 @malformed;
-            error_page 408 @too_slow;
-        }}
-        location @too_large {{
-            default_type application/json;
-            return 413 '{too_large}';
-        }}
-        location @malformed {{
-            default_type application/json;
-            return 400 '{malformed}';
-        }}
-        location @too_slow {{
-            default_type application/json;
-            return 408 '{too_slow}';
-        }}
-    }}
-}}
+{indented}}}
 """
 
 

@@ -7,6 +7,7 @@ bar or a table of step timings.
 
 from __future__ import annotations
 
+import html
 import re
 import sys
 import time
@@ -51,6 +52,23 @@ def _in_notebook() -> bool:
     shell = sys.modules.get("IPython")
     ip = shell.get_ipython() if shell else None
     return type(ip).__name__ == "ZMQInteractiveShell"
+
+
+def tell(sentence: str, mode: str) -> None:
+    """One sentence where the progress display is: a line of text in a notebook, a ``[labkit]`` line elsewhere.
+
+    Not a warning: Python shows a warning once per line of code (a cell run
+    again would say nothing), with a file name and line number before it, and
+    as an error where warnings are errors (pytest here).
+    """
+    if mode == "off":
+        return
+    if _in_notebook():
+        from IPython.display import HTML, display
+
+        display(HTML(f"<p>{html.escape(sentence)}</p>"))
+    else:
+        print(f"[labkit] {sentence}", flush=True)
 
 
 class Progress:

@@ -159,7 +159,14 @@ def test_secrets_only_where_they_belong(model_dir, secrets):
 def test_single_server_listens_on_5100_and_keeps_the_broker_off_the_public_side(model_dir, tmp_path):
     _, document = rendered("single-server", model_dir, workers=3)
     files = files_of(document)
-    assert "--bind 0.0.0.0:5100" in files["/etc/systemd/system/labkit-web.service"]["content"]
+    # nginx on 5100 in front of gunicorn's unix socket, with the local backend's own site; no default site on 80.
+    web = files["/etc/systemd/system/labkit-web.service"]["content"]
+    assert "--bind unix:/run/labkit-web/gunicorn.sock" in web and "RuntimeDirectory=labkit-web" in web
+    site = files["/etc/nginx/conf.d/labkit.conf"]["content"]
+    assert "listen 0.0.0.0:5100 " in site and "server unix:/run/labkit-web/gunicorn.sock;" in site
+    assert "return 413 '{" in site and "client_header_timeout 5s;" in site
+    start = next(cmd for cmd in document["runcmd"] if '"start the services"' in cmd)
+    assert "rm -f /etc/nginx/sites-enabled/default" in start and "nginx.service" in start
     assert files["/opt/labkit/rabbitmq/rabbitmq.conf"]["content"] == "listeners.tcp.1 = 127.0.0.1:5672\n"
     env = files["/etc/rabbitmq/rabbitmq-env.conf"]["content"]
     # NODE_IP_ADDRESS would override the listeners; epmd and Erlang's distribution stay on the loopback,

@@ -82,6 +82,23 @@ def test_a_failed_contextualization_stops_with_the_log_and_leaves_nothing(tmp_pa
     assert labkit.deployments(settings) == []
 
 
+def test_an_image_whose_python_is_too_old_is_named_before_the_launch(tmp_path, settings, public_key, capsys):
+    from dataclasses import replace
+
+    from labkit.backends.openstack import old_python_note
+
+    assert old_python_note("Ubuntu 24.04") is None and old_python_note("debian-12-genericcloud-amd64") is None
+    assert "Ubuntu 22.04" in old_python_note("ubuntu-jammy-server")
+    broken = FakeCloud(tmp_path / "cloud", labkit.Settings(model_dir=tmp_path / "no-model", data_dir=settings.data_dir))
+    backend = backend_for(broken, public_key)
+    backend.cloud_settings = replace(backend.cloud_settings, image="Ubuntu 22.04 LTS")
+    with pytest.raises(labkit.DeployError):
+        labkit.deploy(backend, name="old", workers=1, settings=settings)
+    out = capsys.readouterr().out
+    note = "[labkit] The image 'Ubuntu 22.04 LTS' looks like Ubuntu 22.04, whose Python is older than the 3.11"
+    assert note in out and out.index(note) < out.index("launch the server")
+
+
 def test_no_network_chosen_is_explained_before_anything_is_created(tmp_path, settings, public_key):
     cloud = FakeCloud(tmp_path / "cloud", settings)
     backend = OpenStackBackend(connect=lambda: cloud, cloud_settings=CloudSettings(public_key=public_key))

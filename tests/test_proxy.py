@@ -23,9 +23,9 @@ ROW = [[6, 148, 72, 35, 0, 33.6, 0.627, 50]]
 class Crowd:
     """``count`` connections to the server; with ``trickle``, each sends a request's headers a byte a second."""
 
-    def __init__(self, port: int, count: int, trickle: bool, seconds: float = 12.0):
-        self.request = b"GET /predictions HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 200 + b"\r\n\r\n"
-        self.sockets = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(count)]
+    def __init__(self, port: int, count: int, trickle: bool, seconds: float = 12.0, host: str = "127.0.0.1"):
+        self.request = b"GET /predictions HTTP/1.1\r\nHost: " + host.encode() + b"\r\nX-Slow: " + b"a" * 200 + b"\r\n\r\n"
+        self.sockets = [socket.create_connection((host, port), timeout=5) for _ in range(count)]
         self.trickle, self.seconds = trickle, seconds
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)

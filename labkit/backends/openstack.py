@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import shlex
 import socket
 import sys
@@ -23,7 +24,7 @@ from typing import Callable
 from .. import _cloudinit, _console, _health, _userconfig
 from .._config import Settings
 from .._errors import CICDError, ConfigError, DeployError, LabkitError, ScaleError
-from .._progress import Progress
+from .._progress import Progress, tell
 from .._state import RunDir
 from .openstack_cloud import BROKER_PORT, ROLE_KEY, SSH_PORT
 
@@ -147,6 +148,8 @@ class OpenStackBackend:
                 raise ConfigError(f"A baked image holds the single-server stack, not {cs.template}: "
                                   "deploy it with the single-server template, or choose a stock image.")
             userdata = _render(cs.template, settings, run.name, workers, secrets, baked=resolved.image_baked)
+            if not resolved.image_baked and (note := old_python_note(resolved.image_name or cs.image)):
+                tell(note, settings.progress)
         with progress.step(CLIENT_STEPS[1]):
             cloud.ensure_keypair(cs.keypair, cs.read_public_key())
             cloud.ensure_security_group(cs.security_group, cs.allow_cidr, cs.allow_cidr)
@@ -470,6 +473,32 @@ class OpenStackBackend:
             self.cloud.delete_server(state["server_id"], wait=True)
         if state.get("floating_ip"):
             self.cloud.release_floating_ip(state["floating_ip"])
+
+
+# Releases whose Python is older than the 3.11 the pinned requirements need (numpy 2.4).
+OLD_RELEASES = {"ubuntu": {"focal": "20.04", "jammy": "22.04", "bionic": "18.04"},
+                "debian": {"bullseye": "11", "buster": "10"}}
+
+
+def old_python_note(image: str) -> str | None:
+    """A sentence when the image's name says a release whose Python is too old (Ubuntu 22.04, Debian 11 or older).
+
+    The VM's first step checks the Python itself and stops at once; this says it before
+    anything is launched, from the name alone (a name can mislead, so it does not refuse).
+    """
+    name = image.lower()
+    found = None
+    if match := re.search(r"ubuntu\D{0,3}(\d{2})\.(\d{2})", name):
+        found = f"Ubuntu {match[1]}.{match[2]}" if (int(match[1]), int(match[2])) <= (22, 10) else None
+    elif match := re.search(r"debian\D{0,3}(\d{1,2})\b", name):
+        found = f"Debian {match[1]}" if int(match[1]) <= 11 else None
+    else:
+        found = next((f"{distro.title()} {version}" for distro, names in OLD_RELEASES.items()
+                      for codename, version in names.items() if codename in name), None)
+    if found is None:
+        return None
+    return (f"The image {image!r} looks like {found}, whose Python is older than the 3.11 the server needs: "
+            "the VM's first step will stop there. Choose Ubuntu 24.04 or Debian 12 (or newer) with --image.")
 
 
 def _render(template: str, settings: Settings, deployment: str, workers: int, secrets: _cloudinit.Secrets,

@@ -28,7 +28,8 @@ from production_server.cicd.setup import HOOK_TEXT
 from production_server.releases import HISTORY, Releases
 
 from .._config import DEFAULT_NAME, Settings
-from .._deploy import _tell, _when
+from .._deploy import _when
+from .._progress import tell
 from .._deploy import attach as attach_deployment
 from .._display import Table, cell
 from .._errors import CICDError, PushRejected, TrainingError
@@ -363,7 +364,7 @@ def _with_threshold(pipeline: Pipeline, min_accuracy: float | None, root: Path, 
         pipeline.config = PipelineConfig.from_dict(answer["config"])
         was, now = answer["was"]["min_accuracy"], pipeline.config.min_accuracy
         if was != now:
-            _tell(f"CI/CD of {pipeline.config.name!r}: the gate's minimum accuracy is now {now:.1%} (was {was:.1%}), "
+            tell(f"CI/CD of {pipeline.config.name!r}: the gate's minimum accuracy is now {now:.1%} (was {was:.1%}), "
                   f"for every push to {pipeline.config.branch} from now on.", progress)
     (root / RECORD).write_text(json.dumps({"backend": backend, "config": asdict(pipeline.config)}, indent=2) + "\n")
     return pipeline
