@@ -95,20 +95,14 @@ def test_only_ssh_and_the_web_port_answer_and_nothing_else_listens_beyond_the_lo
 
 
 def test_nginx_in_front_keeps_slow_clients_from_starving_the_server(lab, report):
-    from test_proxy import Crowd, normal_requests
+    from test_proxy import answered_in_a_crowd
 
     machine = machine_of(lab)
     assert httpx.get(f"{lab.url}/healthz", timeout=5).headers.get("server") == "nginx"
     too_large = httpx.post(f"{lab.url}/api/predict", content=b"{" + b" " * 300_000 + b"}",
                            headers={"Content-Type": "application/json"}, timeout=10)
     assert too_large.status_code == 413 and "larger than 262144 bytes" in too_large.json()["error"]
-    with Crowd(5100, 100, trickle=True, host=machine.address):
-        time.sleep(2)
-        answers = normal_requests(lab.url)
-    ok = [seconds for status, seconds in answers if status == 200 and seconds <= 3.0]
-    report(f"machine, 100 slow-header clients: {len(ok)} of 10 normal predictions within 3 s "
-           f"(slowest {max(s for _, s in answers):.2f} s)")
-    assert len(ok) == 10, answers
+    answered_in_a_crowd(lab.url, machine.address, 5100, 100, True, report, where="machine, ")
 
 
 def test_scale_goes_through_the_machines_systemd_over_ssh(lab):
