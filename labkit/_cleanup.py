@@ -188,7 +188,7 @@ def delete(
 def forget_gone(cloud, settings: Settings | None = None, say: Callable[[str], object] = print) -> list[str]:
     """Remove the local run directories of OpenStack deployments on ``cloud`` whose server is gone."""
     settings = settings or Settings.from_env()
-    here = cloud.record() if hasattr(cloud, "record") else {"kind": "openstack"}
+    here = cloud.record()
     forgotten = []
     for name in names(settings.deployments_dir):
         run = RunDir(settings.deployments_dir, name)

@@ -80,3 +80,30 @@ def before_failure(log: str, lines: int = 25) -> list[str]:
                len(every))
     useful = [line for line in every[:end] if not NOISE_RE.search(line)]
     return useful[-lines:]
+
+
+HOST_KEYS_RE = re.compile(r"-----BEGIN SSH HOST KEY KEYS-----\s*\n(.*?)\n[^\n]*-----END SSH HOST KEY KEYS-----", re.S)
+
+
+def host_keys(log: str) -> list[str]:
+    """The VM's SSH host keys ("type base64"), from the block cloud-init prints to the console at boot."""
+    match = HOST_KEYS_RE.search(log)
+    if match is None:
+        return []
+    keys = []
+    for line in match.group(1).splitlines():
+        found = re.search(r"((?:ssh|ecdsa)-\S+) (AAAA[0-9A-Za-z+/=]+)", line)
+        if found:
+            keys.append(f"{found.group(1)} {found.group(2)}")
+    return keys
+
+
+def wait_for_host_keys(read: Callable[[], str], timeout: float = 60.0, poll: float = 1.0) -> list[str]:
+    """The host keys, once cloud-init prints them: after the user's scripts (its keys-to-console module
+    runs late in its final stage), so a moment after the last step's marker. [] if it never does."""
+    deadline = time.monotonic() + timeout
+    while True:
+        log = read()
+        if (keys := host_keys(log)) or FINISHED_RE.search(log) or time.monotonic() > deadline:
+            return keys
+        time.sleep(poll)

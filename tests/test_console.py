@@ -67,3 +67,18 @@ def test_a_machine_that_stopped_ends_the_wait_at_once():
     with pytest.raises(DeployError, match="stopped before its steps were done"):
         follow(logs(STEP.format(k=1, what="install system packages", s="35.0")), Progress(1, "test", "off"),
                timeout=10, poll=0, alive=lambda: False)
+
+
+def test_host_keys_are_read_from_the_block_cloud_init_prints():
+    from labkit._console import host_keys, wait_for_host_keys
+
+    block = "\n".join(["[ 883.1] cloud-init[119]: [labkit] step 3/3: wait for the server to answer (4.6s)",
+                       "-----BEGIN SSH HOST KEY KEYS-----",
+                       "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTY= root@labkit-m1",
+                       "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHFTb7vH root@labkit-m1",
+                       "-----END SSH HOST KEY KEYS-----"])
+    assert host_keys(block) == ["ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTY=",
+                                "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHFTb7vH"]
+    assert host_keys(block.split("-----BEGIN")[0]) == []
+    # Printed a moment after the last marker: waited for, not missed.
+    assert wait_for_host_keys(logs(block.split("-----BEGIN")[0], block), timeout=5, poll=0) == host_keys(block)

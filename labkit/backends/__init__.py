@@ -42,9 +42,12 @@ def get(name: str, template: str | None = None) -> Backend:
 def from_state(state: dict) -> Backend:
     """The backend of a recorded deployment, talking to the same cloud it was launched on."""
     cloud = state.get("cloud")
-    if state["backend"] == "openstack" and cloud and cloud.get("kind") == "fake":
-        from .fake_cloud import FakeCloud
+    if state["backend"] == "openstack" and cloud and cloud.get("kind") in ("fake", "machines"):
         from .openstack import OpenStackBackend
 
-        return OpenStackBackend(connect=lambda: FakeCloud.from_record(cloud))
+        if cloud["kind"] == "machines":
+            from .machine_cloud import MachineCloud as Fake
+        else:
+            from .fake_cloud import FakeCloud as Fake
+        return OpenStackBackend(connect=lambda: Fake.from_record(cloud))
     return get(state["backend"], template=state.get("template") if state["backend"] == "machine" else None)

@@ -86,7 +86,7 @@ class MachineBackend:
                         userdata=gzip.compress(userdata.encode(), mtime=0))  # the bytes Nova would serve
         with progress.step(STEPS[3]):
             machine = Machine.boot(f"{NAME_PREFIX}{run.name}", run.path / "machine", image, seed,
-                                   files={DATA_ON_MACHINE: _dataset(settings)})
+                                   files=lab_files(settings))
             state.update(machine=machine.to_dict(), address=machine.address,
                          url=f"http://{machine.address}:{WEB_PORT}")
             run.write(state)  # recorded at once: `labkit down` finds the machine
@@ -143,6 +143,11 @@ class MachineBackend:
     @staticmethod
     def _machine(state: dict) -> Machine | None:
         return Machine.from_dict(state["machine"]) if state.get("machine") else None
+
+
+def lab_files(settings: Settings) -> dict[str, bytes]:
+    """What the lab puts on a machine's disk before it boots: the data set, where its step looks first."""
+    return {DATA_ON_MACHINE: _dataset(settings)}
 
 
 def _dataset(settings: Settings) -> bytes:

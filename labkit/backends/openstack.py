@@ -70,6 +70,7 @@ class CloudSettings:
     allow_cidr: str = "0.0.0.0/0"  # who may reach ports 22 and 5100
     security_group: str = "labkit-server"
     template: str = "single-server"  # Task 1; "docker-server" for Task 2 (Compose on the VM)
+    ssh_user: str | None = None  # the image's default user; None: "debian" for a Debian image, else "ubuntu"
     owner: str = field(default_factory=default_owner)
     launch_timeout: float = 600.0
     contextualize_timeout: float = 1800.0
@@ -81,7 +82,7 @@ class CloudSettings:
         names = {
             "LABKIT_OS_IMAGE": "image", "LABKIT_OS_FLAVOR": "flavor", "LABKIT_OS_NETWORK": "network",
             "LABKIT_OS_KEYPAIR": "keypair", "LABKIT_OS_FLOATING_POOL": "floating_pool",
-            "LABKIT_OS_ALLOW_CIDR": "allow_cidr", "LABKIT_OS_TEMPLATE": "template",
+            "LABKIT_OS_ALLOW_CIDR": "allow_cidr", "LABKIT_OS_TEMPLATE": "template", "LABKIT_OS_SSH_USER": "ssh_user",
         }
         changes: dict = {field: env[var] for var, field in names.items() if env.get(var)}
         if env.get("LABKIT_OS_PUBLIC_KEY"):
@@ -93,6 +94,10 @@ class CloudSettings:
         if self.template not in TASKS:
             raise ConfigError(f"No VM template {self.template!r}: choose one of {', '.join(TASKS)} "
                               "(LABKIT_OS_TEMPLATE, or --template).")
+
+    def login_user(self) -> str:
+        """Who labkit logs in as: the default user cloud-init gives the key pair's key on this image."""
+        return self.ssh_user or ("debian" if "debian" in self.image.lower() else "ubuntu")
 
     def read_public_key(self) -> str:
         candidates = [self.public_key] if self.public_key else [
@@ -161,7 +166,7 @@ class OpenStackBackend:
             # The password stays in the private run directory: worker VMs join with it (scale_out).
             "broker": {"private": True, "url": None, "user": secrets.broker_user,
                        "password": secrets.broker_password},
-            "cloud": cloud.record() if hasattr(cloud, "record") else {"kind": "openstack"},
+            "cloud": cloud.record(),
             # What worker VMs launch with: an attached backend may have other CloudSettings.
             "launch": {"image_id": resolved.image_id, "flavor_id": resolved.flavor_id,
                        "network_id": resolved.network_id, "baked": resolved.image_baked,
@@ -186,6 +191,7 @@ class OpenStackBackend:
             state.update(floating_ip=ip.address, url=f"http://{ip.address}:{WEB_PORT}")
             run.write(state)
         self._watch(server.id, progress, cs)
+        self._remember_host_keys(run, state, server.id)
         with progress.step(LAST_STEP):
             try:
                 _health.wait_or_raise(state["url"], workers, HEALTH_TIMEOUT, DeployError,
@@ -197,6 +203,24 @@ class OpenStackBackend:
                 raise DeployError(f"{exc} The end of its logs:\n" + "\n".join(
                     f"--- {part} ---\n{text.rstrip()}" for part, text in logs.items() if text.strip())) from None
         return state
+
+    def _remember_host_keys(self, run: RunDir, state: dict, server_id: str) -> None:
+        """The VM's host keys, as cloud-init printed them to its console, in the deployment's known_hosts.
+
+        Read from the console (which only the cloud's API shows) rather than
+        trusted on first use: floating IPs are reused, and the next VM on an
+        address has other keys. A console without them (an image whose
+        cloud-init prints none) leaves labkit's own known_hosts to trust on first use.
+        """
+        keys = _console.wait_for_host_keys(lambda: self.cloud.console_log(server_id), poll=self.cloud_settings.poll)
+        state["ssh_user"] = self.cloud_settings.login_user()
+        if self.cloud_settings.private_key:
+            state["ssh_key"] = str(self.cloud_settings.private_key)
+        if keys and state.get("floating_ip"):
+            path = run.path / "known_hosts"
+            path.write_text("".join(f"{state['floating_ip']} {key}\n" for key in keys))
+            state["known_hosts"] = str(path)
+        run.write(state)
 
     def _watch(self, server_id: str, progress: Progress, cs: CloudSettings) -> None:
         """Follow the VM's markers in the console log until its last step, a failure, or the timeout."""
@@ -345,12 +369,9 @@ class OpenStackBackend:
             python, url, data_dir = sys.executable, state["url"], data
             repo_url, clone_options = f"{prod_root}{VM_CICD}/repo.git", ()
         else:
-            from .._ssh import SSH
-
-            production = SSHHost(SSH(state["floating_ip"], key_file=self.cloud_settings.private_key),
-                                 "the production VM", as_user=DEPLOY_USER, env=prod_env)
-            development = SSHHost(SSH(dev["floating_ip"], key_file=self.cloud_settings.private_key),
-                                  "the development VM", env=dev_env)
+            production = SSHHost(self._ssh(state, state["floating_ip"]), "the production VM", as_user=DEPLOY_USER,
+                                 env=prod_env)
+            development = SSHHost(self._ssh(state, dev["floating_ip"]), "the development VM", env=dev_env)
             python, url, data_dir = VM_PYTHON, f"http://127.0.0.1:{WEB_PORT}", VM_DATA
             repo_url = f"{DEPLOY_USER}@{self.cloud.private_address(state['server_id'])}:{VM_CICD}/repo.git"
             clone_options = git_over_ssh(DEV_KEY)
@@ -372,7 +393,8 @@ class OpenStackBackend:
 
     def _vm_root(self, server_id: str) -> str:
         """'' on a real VM; in the fake cloud, the folder that is that VM's disk."""
-        return str(self.cloud.disk(server_id)) if hasattr(self.cloud, "disk") else ""
+        disk = self.cloud.disk(server_id)
+        return str(disk) if disk is not None else ""
 
     def _launch_development(self, run: RunDir, state: dict, settings: Settings) -> None:
         cs, launch = self.cloud_settings, state["launch"]
@@ -405,14 +427,21 @@ class OpenStackBackend:
     # -- the VM's services ----------------------------------------------------
     def services(self, state: dict):
         """The VM's service manager: systemd (Task 1) or Compose (Task 2) over SSH, or the fake cloud's own."""
-        if hasattr(self.cloud, "services"):
-            return self.cloud.services(state["server_id"])
-        from .._ssh import SSH
-
-        ssh = SSH(state["floating_ip"], key_file=self.cloud_settings.private_key)
+        if (services := self.cloud.services(state["server_id"])) is not None:
+            return services
+        ssh = self._ssh(state, state["floating_ip"])
         if state.get("template") == "docker-server":
             return ComposeOverSSH(ssh, state["name"], secrets=(state["broker"].get("password") or "",))
         return SystemdOverSSH(ssh)
+
+    def _ssh(self, state: dict, host: str):
+        """SSH to one of the deployment's VMs with the user and key it was launched with, whatever the
+        settings of whoever attaches now; the server's host keys as its console showed them."""
+        from .._ssh import SSH
+
+        return SSH(host, user=state.get("ssh_user") or self.cloud_settings.login_user(),
+                   key_file=state.get("ssh_key") or self.cloud_settings.private_key,
+                   known_hosts=state.get("known_hosts") if host == state.get("floating_ip") else None)
 
     def scale(self, run: RunDir, state: dict, workers: int) -> dict:
         if not state.get("floating_ip"):

@@ -197,6 +197,18 @@ class OpenStackCloud:
         return f"<OpenStackCloud {getattr(self.conn.config, 'name', None) or 'cloud'}>"
 
     # -- credentials --------------------------------------------------------
+    def record(self) -> dict:
+        """What a deployment's state keeps of the cloud: the credentials stay in clouds.yaml."""
+        return {"kind": "openstack"}
+
+    def services(self, server_id: str) -> None:
+        """None: a real VM's services are driven over SSH (the fake cloud drives its own)."""
+        return None
+
+    def disk(self, server_id: str) -> None:
+        """None: a real VM's files are reached over SSH (the fake cloud's are folders here)."""
+        return None
+
     def check_credentials(self) -> dict:
         """Ask Keystone for a token; return who and where we are (never a secret)."""
         auth = dict(self.conn.config.config.get("auth") or {})

@@ -2,13 +2,15 @@
 
 A machine belongs to a deployment when that deployment's state records its
 nspawn process; the copy's folder tells which deployment that is
-(``<home>/deployments/<name>/machine/rootfs``). Left over are machines no
+(``<home>/deployments/<name>/machine/rootfs``), or the machine cloud's server
+(``<cloud>/machines/<id>/rootfs``, recorded in ``<cloud>/cloud.json``). Left over are machines no
 state records (the labkit process that booted them was killed before it
 could write or clean up), and lab namespaces no machine uses.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,20 +68,28 @@ def remove(leftover: Leftover) -> None:
         _procs.reap(leftover.process)
     if leftover.link is not None:
         network.detach(leftover.link)
-    if leftover.folder is not None and leftover.folder.name == "machine":
+    if leftover.folder is not None:  # only the copy of the image: the folder may hold more (its console)
         shutil.rmtree(leftover.folder / "rootfs", ignore_errors=True)
 
 
 def _recorded(folder: Path, process: psutil.Process) -> bool:
-    """Whether the deployment that owns ``folder`` records ``process`` as its machine."""
+    """Whether the owner of ``folder`` records ``process`` as its machine: the machine backend's
+    deployment (``<run>/machine``), or the machine cloud's server (``<cloud>/machines/<id>``)."""
     from .._state import RunDir
 
+    records = []
     try:
-        state = RunDir(folder.parent.parent, folder.parent.name).read()
+        records.append(RunDir(folder.parent.parent, folder.parent.name).read().get("machine"))
     except (OSError, ValueError, LabkitError):
-        return False
-    proc = (state.get("machine") or {}).get("proc") or {}
+        pass
     try:
-        return proc.get("pid") == process.pid and abs(proc.get("started", 0) - process.create_time()) < 0.01
+        servers = json.loads((folder.parent.parent / "cloud.json").read_text())["servers"]
+        records += [server.get("machine") for server in servers.values()]
+    except (OSError, ValueError, KeyError):
+        pass
+    try:
+        started = process.create_time()
     except psutil.Error:
         return False
+    return any(record and (proc := record.get("proc")) and proc.get("pid") == process.pid
+               and abs(proc.get("started", 0) - started) < 0.01 for record in records)

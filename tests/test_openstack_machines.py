@@ -1,0 +1,75 @@
+"""The OpenStack backend on a fake cloud whose VMs are real machines (labkit/backends/machine_cloud.py).
+
+No OpenStack API is reached, but everything behind it is real: the user-data
+the backend renders is executed by cloud-init on booted systemd machines,
+the backend follows their consoles, logs in over SSH as the image's default
+user with the key pair's key (host keys read from the console, never trusted
+on first use), and scales the VM's systemd units; a worker VM joins the
+server's broker over the lab network only once the remote-group rule admits it.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+import labkit
+from labkit.backends.machine import _make_key
+from labkit.backends.openstack import CloudSettings, OpenStackBackend
+from labkit import machines
+from labkit.machines import cleanup as machine_cleanup
+
+pytestmark = pytest.mark.slow
+
+OWNER = "student@machines"
+
+
+@pytest.fixture
+def cloud_and_backend(tmp_path, data_dir, model_dir, machine_images):
+    from labkit.backends.machine_cloud import IMAGE_NAME, MachineCloud
+
+    settings = labkit.Settings(home=tmp_path / "home", model_dir=model_dir, data_dir=data_dir, progress="lines",
+                               machine_images=machine_images)
+    cloud = MachineCloud(tmp_path / "cloud", settings)
+    _make_key(tmp_path / "key")
+    backend = OpenStackBackend(connect=lambda: cloud, cloud_settings=CloudSettings(
+        image=IMAGE_NAME, network="private", public_key=tmp_path / "key" / "id_ed25519.pub",
+        private_key=tmp_path / "key" / "id_ed25519", poll=1.0, owner=OWNER))
+    return cloud, backend, settings
+
+
+def test_launch_scale_scale_out_and_destroy_on_real_machines(cloud_and_backend, report):
+    cloud, backend, settings = cloud_and_backend
+    booted: list[str] = []
+    lab = labkit.deploy(backend, name="os", workers=1, settings=settings)
+    try:
+        vm_steps = {s.what.removeprefix("VM: "): s.seconds for s in lab.steps if s.what.startswith("VM: ")}
+        assert "install system packages" in vm_steps and vm_steps["install system packages"] > 5
+        server = cloud.get_server(lab.state["server_id"])
+        assert lab.url == f"http://{server.floating_ips[0]}:5100" and server.status == "ACTIVE"
+        assert httpx.get(f"{lab.url}/healthz", timeout=5).json()["workers"] == 1
+        # The host keys came from the console: labkit's SSH checks them, as `ssh` would.
+        known = (lab.run_dir.path / "known_hosts").read_text()
+        assert known.startswith(f"{server.floating_ips[0]} ") and "ssh-ed25519 AAAA" in known
+
+        lab.scale(2)  # `systemctl enable --now labkit-worker@2` over SSH, as the image's user, with sudo
+        assert lab.status().workers == 2
+        assert "labkit-worker@2" in lab.logs(60)
+
+        # A worker VM: the worker template under real cloud-init, joining the broker at the server's private address.
+        lab.scale_out(1)
+        status = lab.status()
+        assert status.workers == 3 and len(status.workers_by_host()) == 2, status.worker_names
+        report(f"machine cloud: server VM steps {sum(vm_steps.values()):.0f} s "
+               f"(apt {vm_steps['install system packages']:.0f} s); scale-out to 1 worker VM joined its broker")
+        booted = [lab.state["server_id"], *(vm["id"] for vm in lab.state["worker_vms"])]
+        # Running machines of the cloud are not leftovers for `labkit cleanup --machines`.
+        assert not [m for m in machine_cleanup.find() if m.name in {f"labkit-{vm}" for vm in booted}]
+        lab.scale_out(0)
+        assert lab.status().workers == 2
+    finally:
+        lab.destroy()
+    assert cloud.list_lab_resources(None).servers == []
+    names = {f"labkit-{vm}" for vm in booted}
+    assert not [p for p in machines.machine.leftovers() if any(f"--machine={n}" in p.cmdline() for n in names)]
+    assert not [m for m in machine_cleanup.find() if m.name in names]
