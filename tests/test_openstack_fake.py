@@ -217,8 +217,13 @@ def test_a_task_2_deployment_is_driven_by_compose_and_has_no_worker_vms(tmp_path
 
     key = tmp_path / "id_ed25519"
     key.write_text("not used: nothing connects in this test")
-    # A cloud without a services() of its own: the VM is reached over SSH (not opened here).
-    backend = OpenStackBackend(connect=lambda: object(), cloud_settings=CloudSettings(private_key=key))
+    class RealVMs:
+        """As OpenStackCloud says of its VMs: no services of its own, so over SSH (not opened here)."""
+
+        def services(self, server_id):
+            return None
+
+    backend = OpenStackBackend(connect=RealVMs, cloud_settings=CloudSettings(private_key=key))
     state = {"name": "lab", "template": "docker-server", "floating_ip": "203.0.113.5", "server_id": "s1",
              "broker": {"password": "pw"}, "worker_vms": [], "launch": {}}
     assert isinstance(backend.services(state), ComposeOverSSH)
