@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from IPython.core.formatters import DisplayFormatter
 
 import labkit
-from labkit import _deploy
+from labkit import _deploy, _progress
 from labkit._deploy import _when
 from labkit._state import RunDir
 from labkit.backends.local import LocalBackend
@@ -81,7 +81,7 @@ def test_in_a_notebook_the_reuse_is_a_paragraph_and_off_says_nothing(running, se
     from IPython import display as ipython_display
 
     shown_there = []
-    monkeypatch.setattr(_deploy, "_in_notebook", lambda: True)
+    monkeypatch.setattr(_progress, "_in_notebook", lambda: True)  # where tell() asks
     monkeypatch.setattr(ipython_display, "display", shown_there.append)
     labkit.deploy("local", name="lab", workers=2, settings=settings, progress="auto")
     (paragraph,) = shown_there
