@@ -10,6 +10,8 @@ server's broker over the lab network only once the remote-group rule admits it.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import httpx
 import pytest
 
@@ -38,9 +40,10 @@ def cloud_and_backend(tmp_path, data_dir, model_dir, machine_images):
     return cloud, backend, settings
 
 
-def test_launch_scale_scale_out_and_destroy_on_real_machines(cloud_and_backend, report):
+def test_launch_scale_scale_out_bake_and_destroy_on_real_machines(cloud_and_backend, report):
     cloud, backend, settings = cloud_and_backend
     booted: list[str] = []
+    fast = None
     lab = labkit.deploy(backend, name="os", workers=1, settings=settings)
     try:
         vm_steps = {s.what.removeprefix("VM: "): s.seconds for s in lab.steps if s.what.startswith("VM: ")}
@@ -67,8 +70,32 @@ def test_launch_scale_scale_out_and_destroy_on_real_machines(cloud_and_backend, 
         assert not [m for m in machine_cleanup.find() if m.name in {f"labkit-{vm}" for vm in booted}]
         lab.scale_out(0)
         assert lab.status().workers == 2
+
+        # Bake: the sealed machine's disk becomes an image (no secret in it), and a VM from it skips the installs.
+        password = lab.state["broker"]["password"].encode()
+        image = lab.bake("labkit-os-image")
+        inside = cloud.image_files(image["id"])
+        assert (inside / "opt/labkit/venv/bin/celery").is_file()  # the installs are in the image ...
+        for secret_file in ("etc/labkit/server.env", "opt/labkit/rabbitmq/configure", "var/lib/cloud/instance"):
+            assert not (inside / secret_file).exists(), secret_file  # ... the deployment's secrets are not
+        assert not [f for f in (inside / "etc").rglob("*") if f.is_file() and not f.is_symlink()
+                    and password in f.read_bytes()]
+        assert lab.status().workers == 2  # and the server serves again
+        backend.cloud_settings = replace(backend.cloud_settings, image="labkit-os-image")
+        fast = labkit.deploy(backend, name="fast", workers=1, settings=settings)
+        booted.append(fast.state["server_id"])
+        baked = [s.what.removeprefix("VM: ") for s in fast.steps if s.what.startswith("VM: ")]
+        assert baked == ["configure RabbitMQ", "start the services", "wait for the server to answer"]
+        assert fast.status().workers == 1 and fast.predict([[1, 85, 66, 29, 0, 26.6, 0.351, 31]]).shape[0] == 1
+        table = labkit.compare_steps({"stock image": lab, "baked image": fast})
+        report(f"machine cloud, boot to healthy from the stock image vs the baked one: "
+               f"{table.loc['total', 'stock image']} s vs {table.loc['total', 'baked image']} s "
+               f"({len(vm_steps)} vs {len(baked)} VM steps)")
     finally:
+        if fast is not None:
+            fast.destroy()
         lab.destroy()
+    assert cloud.list_lab_resources(None).images == []
     assert cloud.list_lab_resources(None).servers == []
     names = {f"labkit-{vm}" for vm in booted}
     assert not [p for p in machines.machine.leftovers() if any(f"--machine={n}" in p.cmdline() for n in names)]
