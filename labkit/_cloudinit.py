@@ -134,8 +134,11 @@ def render(
     secrets: Secrets | None = None,
     broker_host: str = "BROKER_HOST",
     baked: bool = False,
+    login_user: str = "ubuntu",
 ) -> str:
     """The #cloud-config document for template ``name``; placeholders for secrets unless given.
+
+    ``login_user``: the image's default user (who labkit logs in as), for the development server.
 
     ``baked``: for a VM booting from an image labkit baked (``bake``): no
     release and no installs, only this deployment's secrets and services.
@@ -163,6 +166,7 @@ def render(
         # The buffering proxy on 5100, Debian's nginx in front of gunicorn's socket, as the local backend has it.
         nginx_site=_nginx.site(f"0.0.0.0:{WEB_PORT}", f"unix:{GUNICORN_SOCKET}"),
         gunicorn_socket=GUNICORN_SOCKET,
+        login_user=login_user,
     )
 
 

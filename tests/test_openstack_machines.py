@@ -100,3 +100,29 @@ def test_launch_scale_scale_out_bake_and_destroy_on_real_machines(cloud_and_back
     names = {f"labkit-{vm}" for vm in booted}
     assert not [p for p in machines.machine.leftovers() if any(f"--machine={n}" in p.cmdline() for n in names)]
     assert not [m for m in machine_cleanup.find() if m.name in names]
+
+
+def test_cicd_a_development_vm_pushes_to_production_over_real_ssh(cloud_and_backend, report):
+    """The development template under real cloud-init; production's `deploy` user (git-shell) set up
+    with sudo over SSH; git over SSH from one machine to the other; the hooks, the gate and the
+    rolling restart of the systemd workers; a refused push; a rollback."""
+    cloud, backend, settings = cloud_and_backend
+    lab = labkit.deploy(backend, name="prod", workers=2, settings=settings)
+    try:
+        first = lab.model_info()["version"]
+        ci = labkit.cicd.init(name="prod", min_accuracy=0.7, settings=settings)
+        dev = lab.state["development_vm"]
+        assert dev["home"] == "/home/debian" and cloud.get_server(dev["id"]).status == "ACTIVE"
+        result = ci.push(epochs=30, hidden=(8, 4), seed=7)
+        assert result.deployed and result.version != first
+        assert lab.model_info()["version"] == result.version and lab.status().workers == 2
+        with pytest.raises(labkit.PushRejected, match="below the minimum 70.0%"):
+            ci.push(epochs=1, hidden=(2,))
+        assert lab.model_info()["version"] == result.version
+        entry = ci.rollback()
+        assert entry["release"] == 1 and lab.model_info()["version"] == first
+        report(f"machine cloud CI/CD: a development VM trained {result.version} and pushed it over SSH; "
+               "a refused push, a rollback")
+    finally:
+        lab.destroy()
+    assert cloud.list_lab_resources(None).servers == []

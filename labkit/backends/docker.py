@@ -23,6 +23,7 @@ import tarfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+from production_server import archives
 from production_server.engines import ENGINES
 
 from .. import _cloudinit, _health, _procs
@@ -39,7 +40,7 @@ DOWN_TIMEOUT = 120.0
 def stage(dest: Path, release: _cloudinit.Release, values: dict[str, str]) -> None:
     """Write the compose project: the unpacked release and its .env (0600, it holds the password)."""
     with tarfile.open(fileobj=io.BytesIO(base64.b64decode(release.b64)), mode="r:gz") as tar:
-        tar.extractall(dest, filter="data")
+        archives.extract(tar, dest)
     fd = os.open(dest / ".env", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(env_text(values))

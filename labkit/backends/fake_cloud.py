@@ -39,6 +39,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import yaml
+from production_server import archives
 
 from .. import _cloudinit, _procs
 from .._config import Settings
@@ -58,6 +59,8 @@ SECRET_FILES = (ENV_FILE, "opt/labkit/rabbitmq/configure")
 CLOUD_INIT_STATE = "var/lib/cloud"
 BROKER_DATA = "var/lib/rabbitmq"
 WORKER_READY_TIMEOUT = 120.0
+# The templates' final_message, as cloud-init prints it once it has run the user-data.
+FINAL_MESSAGE = "[labkit] vm-{server_id}: cloud-init fake has run the user-data (the step markers above say how it went)\n"
 
 
 class FakeCloud:
@@ -224,7 +227,7 @@ class FakeCloud:
             except Exception as exc:
                 self._failed(server_id, stream, progress, "boot the fake VM", exc)
                 return
-            stream.write(f"[labkit] vm-{server_id}: contextualization finished (fake cloud)\n")
+            stream.write(FINAL_MESSAGE.format(server_id=server_id))
 
     def _failed(self, server_id: str, stream, progress: Progress, what: str, exc: Exception) -> None:
         """What a real VM's step runner prints when a step fails; and nothing of it keeps running."""
@@ -256,7 +259,7 @@ class FakeCloud:
         if any(item["path"] == f"/{RELEASE}" for item in document.get("write_files", [])):
             with progress.step("unpack the release"):
                 with tarfile.open(disk / RELEASE) as tar:
-                    tar.extractall(disk / APP_DIR, filter="data")
+                    archives.extract(tar, disk / APP_DIR)
         elif not (disk / APP_DIR).is_dir():
             raise DeployError(f"this image holds no /{APP_DIR} and the user-data no release: boot it from a "
                               "stock image with the full template, or from an image made by `labkit bake`")
@@ -308,7 +311,7 @@ class FakeCloud:
             except Exception as exc:
                 self._failed(server_id, stream, progress, "boot the fake worker VM", exc)
                 return
-            stream.write(f"[labkit] vm-{server_id}: worker VM contextualized (fake cloud)\n")
+            stream.write(FINAL_MESSAGE.format(server_id=server_id))
 
     def _boot_development_vm(self, server_id: str) -> None:
         """The development VM: its release unpacked, and the SSH key its template makes at boot."""
@@ -324,7 +327,7 @@ class FakeCloud:
             except Exception as exc:
                 self._failed(server_id, stream, progress, "boot the fake development VM", exc)
                 return
-            stream.write(f"[labkit] vm-{server_id}: development VM contextualized (fake cloud)\n")
+            stream.write(FINAL_MESSAGE.format(server_id=server_id))
 
     def _start_workers(self, server_id: str, server: dict) -> None:
         disk = self._disk(server_id)
@@ -526,7 +529,7 @@ class FakeServices:
         """As on a VM: the code unpacked into the app, the key authorised for the deploy user."""
         disk = self.cloud._disk(self.server_id)
         with tarfile.open(fileobj=io.BytesIO(code)) as tar:
-            tar.extractall(disk / APP_DIR, filter="data")
+            archives.extract(tar, disk / APP_DIR)
         keys = disk / "var/lib/labkit-deploy/.ssh/authorized_keys"
         keys.parent.mkdir(parents=True, exist_ok=True)
         keys.write_text(f"restrict {development_key}\n")

@@ -47,9 +47,8 @@ DEPLOY_USER = "deploy"
 VM_APP = "/opt/labkit/app"
 VM_PYTHON = "/opt/labkit/venv/bin/python"
 VM_CICD = "/opt/labkit/cicd"
-VM_DATA = "/opt/labkit/cache/labkit"  # where single-server's "fetch the data set" step put it
-DEV_HOME = "/home/ubuntu"
-DEV_KEY = f"{DEV_HOME}/.ssh/labkit_deploy"
+VM_DATA = "/opt/labkit/cache/labkit"  # where the templates' "fetch the data set" steps put it
+DEV_KEY = ".ssh/labkit_deploy"  # in the development VM's login user's home
 
 
 def default_owner() -> str:
@@ -191,7 +190,7 @@ class OpenStackBackend:
             state.update(floating_ip=ip.address, url=f"http://{ip.address}:{WEB_PORT}")
             run.write(state)
         self._watch(server.id, progress, cs)
-        self._remember_host_keys(run, state, server.id)
+        self._remember_host_keys(run, state, server.id, state["floating_ip"])
         with progress.step(LAST_STEP):
             try:
                 _health.wait_or_raise(state["url"], workers, HEALTH_TIMEOUT, DeployError,
@@ -204,7 +203,7 @@ class OpenStackBackend:
                     f"--- {part} ---\n{text.rstrip()}" for part, text in logs.items() if text.strip())) from None
         return state
 
-    def _remember_host_keys(self, run: RunDir, state: dict, server_id: str) -> None:
+    def _remember_host_keys(self, run: RunDir, state: dict, server_id: str, address: str | None) -> None:
         """The VM's host keys, as cloud-init printed them to its console, in the deployment's known_hosts.
 
         Read from the console (which only the cloud's API shows) rather than
@@ -213,12 +212,14 @@ class OpenStackBackend:
         cloud-init prints none) leaves labkit's own known_hosts to trust on first use.
         """
         keys = _console.wait_for_host_keys(lambda: self.cloud.console_log(server_id), poll=self.cloud_settings.poll)
-        state["ssh_user"] = self.cloud_settings.login_user()
+        state.setdefault("ssh_user", self.cloud_settings.login_user())
         if self.cloud_settings.private_key:
-            state["ssh_key"] = str(self.cloud_settings.private_key)
-        if keys and state.get("floating_ip"):
+            state.setdefault("ssh_key", str(self.cloud_settings.private_key))
+        if keys and address:
             path = run.path / "known_hosts"
-            path.write_text("".join(f"{state['floating_ip']} {key}\n" for key in keys))
+            kept = [line for line in (path.read_text().splitlines() if path.is_file() else [])
+                    if line.split(" ", 1)[0] != address]
+            path.write_text("".join(f"{line}\n" for line in kept + [f"{address} {key}" for key in keys]))
             state["known_hosts"] = str(path)
         run.write(state)
 
@@ -341,11 +342,12 @@ class OpenStackBackend:
         # is open to: a rule between the lab's VMs, as for the broker.
         self.cloud.allow_within_group(state["launch"]["security_group"], SSH_PORT)
         sides = self.cicd_sides(run, state, settings, root)
-        dev_key = f"{self._vm_root(state['development_vm']['id'])}{DEV_KEY}.pub"
+        home = f"{self._vm_root(state['development_vm']['id'])}{_dev_home(state)}"
+        dev_key = f"{home}/{DEV_KEY}.pub"
         key = must(sides.development, ["cat", dev_key], "Reading the development VM's public key").out.strip()
         services = self.services(state)
         services.install_cicd(_cloudinit.cicd_code(), key)
-        known_hosts = f"{self._vm_root(state['development_vm']['id'])}{DEV_HOME}/.ssh/known_hosts"
+        known_hosts = f"{home}/.ssh/known_hosts"
         entry = f"{self.cloud.private_address(state['server_id'])} {services.host_key()}"
         must(sides.development, ["sh", "-c", 'grep -qxF "$2" "$1" 2>/dev/null || printf "%s\\n" "$2" >> "$1"',
                                  "sh", known_hosts, entry], "Recording the server's host key")
@@ -369,16 +371,18 @@ class OpenStackBackend:
             python, url, data_dir = sys.executable, state["url"], data
             repo_url, clone_options = f"{prod_root}{VM_CICD}/repo.git", ()
         else:
+            # Where the development template's "fetch the data set" step put it (not the user's ~/.cache).
+            dev_env["LABKIT_DATA_DIR"] = VM_DATA
             production = SSHHost(self._ssh(state, state["floating_ip"]), "the production VM", as_user=DEPLOY_USER,
                                  env=prod_env)
             development = SSHHost(self._ssh(state, dev["floating_ip"]), "the development VM", env=dev_env)
             python, url, data_dir = VM_PYTHON, f"http://127.0.0.1:{WEB_PORT}", VM_DATA
             repo_url = f"{DEPLOY_USER}@{self.cloud.private_address(state['server_id'])}:{VM_CICD}/repo.git"
-            clone_options = git_over_ssh(DEV_KEY)
+            clone_options = git_over_ssh(f"{_dev_home(state)}/{DEV_KEY}")
         return Sides(
             production=production, production_root=f"{prod_root}{VM_CICD}", python=python,
             pythonpath=f"{prod_root}{VM_APP}", served_model=f"{prod_root}{VM_APP}/model", url=url,
-            data_dir=data_dir, development=development, development_dir=f"{dev_root}{DEV_HOME}/cicd",
+            data_dir=data_dir, development=development, development_dir=f"{dev_root}{_dev_home(state)}/cicd",
             dev_python=python, repo_url=repo_url, clone_options=clone_options,
         )
 
@@ -405,15 +409,17 @@ class OpenStackBackend:
                 self.cloud.release_floating_ip(earlier["floating_ip"])
             run.write(state)
         progress = Progress(3, "development VM", settings.progress)
+        user = state.get("ssh_user") or cs.login_user()  # the server's image, which the development VM boots too
         with progress.step("launch the development VM"):
             userdata = _render("development-server", Settings(model_dir=launch["model_dir"]), run.name, 1,
-                               _cloudinit.Secrets.placeholders())
+                               _cloudinit.Secrets.placeholders(), login_user=user)
             metadata = _metadata(state["owner"], run.name, datetime.now(timezone.utc), role="development")
             server = self.cloud.create_server(
                 f"labkit-{run.name}-dev", launch["image_id"], launch["flavor_id"], launch["network_id"],
                 launch["keypair"], launch["security_group"], userdata, metadata, tags=["labkit", "development"],
             )
-            state["development_vm"] = {"id": server.id, "name": f"labkit-{run.name}-dev", "floating_ip": None}
+            state["development_vm"] = {"id": server.id, "name": f"labkit-{run.name}-dev", "floating_ip": None,
+                                       "home": f"/home/{user}"}
             run.write(state)  # recorded at once: `labkit down` finds it
         with progress.step("wait for it to be ACTIVE and attach a floating IP"):
             self.cloud.wait_active(server.id, timeout=cs.launch_timeout, poll=cs.poll)
@@ -421,6 +427,7 @@ class OpenStackBackend:
                                                                                    pool=cs.floating_pool).address
             run.write(state)
         self._watch(server.id, progress, cs)
+        self._remember_host_keys(run, state, server.id, state["development_vm"]["floating_ip"])
         state["development_vm"]["ready"] = True
         run.write(state)
 
@@ -436,12 +443,12 @@ class OpenStackBackend:
 
     def _ssh(self, state: dict, host: str):
         """SSH to one of the deployment's VMs with the user and key it was launched with, whatever the
-        settings of whoever attaches now; the server's host keys as its console showed them."""
+        settings of whoever attaches now; the VMs' host keys as their consoles showed them."""
         from .._ssh import SSH
 
         return SSH(host, user=state.get("ssh_user") or self.cloud_settings.login_user(),
                    key_file=state.get("ssh_key") or self.cloud_settings.private_key,
-                   known_hosts=state.get("known_hosts") if host == state.get("floating_ip") else None)
+                   known_hosts=state.get("known_hosts"))
 
     def scale(self, run: RunDir, state: dict, workers: int) -> dict:
         if not state.get("floating_ip"):
@@ -528,6 +535,11 @@ def old_python_note(image: str) -> str | None:
         return None
     return (f"The image {image!r} looks like {found}, whose Python is older than the 3.11 the server needs: "
             "the VM's first step will stop there. Choose Ubuntu 24.04 or Debian 12 (or newer) with --image.")
+
+
+def _dev_home(state: dict) -> str:
+    """The development VM's login user's home, where CI/CD works (a state older than the field: Ubuntu's)."""
+    return state["development_vm"].get("home", "/home/ubuntu")
 
 
 def _render(template: str, settings: Settings, deployment: str, workers: int, secrets: _cloudinit.Secrets,

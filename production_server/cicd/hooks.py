@@ -29,6 +29,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import archives
 from ..model import read_metadata
 from ..releases import ReleaseError, Releases
 from . import PipelineError, gate, git, rollout
@@ -68,7 +69,7 @@ def extract_model(repo: Path, commit: str, into: Path) -> Path:
     if done.returncode != 0:
         raise PipelineError(f"commit {commit[:8]} has no {MODEL_PATH}/ folder")
     with tarfile.open(fileobj=io.BytesIO(done.stdout)) as archive:
-        archive.extractall(into, filter="data")
+        archives.extract(archive, into)
     return into / MODEL_PATH
 
 
