@@ -86,7 +86,11 @@ class FakeCloud:
         return {"servers": {}, "floating_ips": {}, "security_groups": {}, "keypairs": {}}
 
     def _save(self, db: dict) -> None:
-        self._db.write_text(json.dumps(db, indent=2))
+        # Whole or not at all: a VM booting in a background thread reads the file meanwhile (CI once
+        # read it half-written: "Expecting value: line 1 column 1").
+        tmp = self._db.with_name(f".{self._db.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_text(json.dumps(db, indent=2))
+        os.replace(tmp, self._db)
 
     def _console(self, server_id: str) -> Path:
         return self.root / "console" / f"{server_id}.log"
