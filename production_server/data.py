@@ -56,8 +56,8 @@ def cache_dir() -> Path:
     return Path(base) / "labkit"
 
 
-def candidate_paths() -> list[Path]:
-    paths = []
+def candidate_paths(folder: Path | None = None) -> list[Path]:
+    paths = [Path(folder) / FILENAME] if folder else []
     if data_dir := os.environ.get("LABKIT_DATA_DIR"):
         paths.append(Path(data_dir) / FILENAME)
     paths.append(cache_dir() / FILENAME)
@@ -95,9 +95,11 @@ def _download(url: str, dest: Path, timeout: float) -> None:
     os.replace(tmp.name, dest)
 
 
-def locate(download: bool = True, timeout: float = 30.0) -> Path:
-    """Return the path of a verified copy of the data set, downloading it once if needed."""
-    for path in candidate_paths():
+def locate(download: bool = True, timeout: float = 30.0, folder: Path | None = None) -> Path:
+    """Return the path of a verified copy of the data set, downloading it once if needed.
+
+    ``folder`` (labkit's ``Settings.data_dir``) is looked in first."""
+    for path in candidate_paths(folder):
         if path.is_file():
             _verify(path.read_bytes(), str(path))
             return path

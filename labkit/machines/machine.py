@@ -164,7 +164,11 @@ class Machine:
                         pass
                 psutil.wait_procs(alive, timeout=10)
             _procs.reap(nspawn)
-        network.detach(self.link)
+        # A second destroy (a stale record) must not take the namespace of another machine that got
+        # this slot since the first one freed it.
+        option = f"--network-namespace-path={self.link.netns_path}"
+        if not any(option in process.info["cmdline"] for process in running_machines()):
+            network.detach(self.link)
         shutil.rmtree(self.root, ignore_errors=True)
 
     # -- inside -------------------------------------------------------------------
@@ -193,8 +197,8 @@ class Machine:
         return cls(data["name"], Path(data["folder"]), network.Link(int(data["index"])), proc)
 
 
-def leftovers() -> list[psutil.Process]:
-    """nspawn processes of the lab's machines still running on this host (``labkit cleanup``)."""
+def running_machines() -> list[psutil.Process]:
+    """The nspawn processes of the lab's machines running on this host, whoever booted them (``labkit cleanup``)."""
     found = []
     for process in psutil.process_iter(["name", "cmdline"]):
         cmdline = process.info.get("cmdline") or []
