@@ -69,6 +69,14 @@ def site(listen: str, upstream: str) -> str:
     # body, a body that stops coming): JSON there too, as the application's own errors are.
     malformed = ('{"error": "the request is malformed (its body could not be read): send it again, well formed"}')
     too_slow = ('{"error": "the request body came too slowly: send it again, at once"}')
+    restarting = ('{"error": "the web server is not answering (it may be restarting): retry in a few seconds"}')
+    # What nginx refuses before it knows where a request goes: JSON too, since the clients that
+    # send such requests are programs, and gunicorn behind allows more, so its HTML never shows.
+    uri_too_long = ('{"error": "the request line is longer than 4 KiB: send the data in the body"}')
+    headers_too_large = ('{"error": "a header is longer than 4 KiB, or all of them together longer than '
+                         '16 KiB: send fewer or shorter headers"}')
+    bad_request = ('{"error": "the request line or a header could not be parsed: send a well-formed '
+                   'HTTP/1.1 request"}')
     return f"""upstream gunicorn {{
     server {upstream};
     keepalive 16;
@@ -88,6 +96,13 @@ server {{
     keepalive_requests 1000;
     reset_timedout_connection on;
     client_max_body_size {MAX_BODY};
+    # The request line and each header within 4 KiB, 16 KiB for all headers: less than gunicorn
+    # accepts (production_server/gunicorn_conf.py), so nginx is the one that refuses.
+    large_client_header_buffers 4 4k;
+    # To paths, not named locations: a request line nginx could not read has no URI to keep.
+    error_page 414 /.refused/uri-too-long;
+    error_page 494 =431 /.refused/headers-too-large;
+    error_page 400 /.refused/bad-request;
     client_body_buffer_size {MAX_BODY};
 
     proxy_http_version 1.1;
@@ -108,6 +123,8 @@ server {{
         error_page 413 @too_large;
         error_page 400 @malformed;
         error_page 408 @too_slow;
+        # gunicorn not there (restarting after a crash): the API's 503, as when no worker answers.
+        error_page 502 504 =503 @restarting;
     }}
     location @too_large {{
         default_type application/json;
@@ -120,6 +137,26 @@ server {{
     location @too_slow {{
         default_type application/json;
         return 408 '{too_slow}';
+    }}
+    location @restarting {{
+        default_type application/json;
+        add_header Retry-After 2 always;
+        return 503 '{restarting}';
+    }}
+    location = /.refused/uri-too-long {{
+        internal;
+        default_type application/json;
+        return 414 '{uri_too_long}';
+    }}
+    location = /.refused/headers-too-large {{
+        internal;
+        default_type application/json;
+        return 431 '{headers_too_large}';
+    }}
+    location = /.refused/bad-request {{
+        internal;
+        default_type application/json;
+        return 400 '{bad_request}';
     }}
 }}
 """

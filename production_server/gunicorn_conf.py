@@ -5,12 +5,13 @@ the Dockerfile) passes ``--config python:production_server.gunicorn_conf``
 and gives the worker class, process and thread counts and the address itself.
 
 What gunicorn answers on its own, before Flask sees the request, is an HTML
-page (``gunicorn.util.write_error``, which no setting changes): a request line
-longer than ``limit_request_line`` (414), more header fields than
-``limit_request_fields`` or one longer than ``limit_request_field_size`` (431),
-a request line or header it cannot parse (400). It always closes the
-connection after one. The limits are gunicorn's defaults, written out so that
-they are seen: the API's paths are short and its clients send a few headers.
+page (``gunicorn.util.write_error``, which no setting changes) that closes the
+connection: a request line over ``limit_request_line`` (414), too many or too
+long header fields (431), a line it cannot parse (400). gunicorn never faces
+clients: nginx is in front wherever it runs (``labkit/_nginx.py``), refuses
+request lines and headers over 4 KiB (16 KiB in all) itself, in JSON, and
+passes on only well-formed requests. So the limits here are gunicorn's
+largest, above nginx's: what nginx lets through, gunicorn takes.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import os
 
 from production_server import DEFAULTS
 
-limit_request_line = 4094
-limit_request_fields = 100
+limit_request_line = 8190  # gunicorn's maximum
+limit_request_fields = 32768  # its maximum; nginx's 16 KiB hold fewer
 limit_request_field_size = 8190
 
 #: The app's MAX_CONTENT_LENGTH, read as create_app reads it.

@@ -373,33 +373,45 @@ def test_options_is_a_204_with_allow(server, path):
     assert "content-type" not in reply.headers and reply.body == b""
 
 
-# What is refused before the application sees the request, by nginx in front (its header buffers:
-# a header over 8 KiB) or by gunicorn behind it (a URI over 4094 bytes, over 100 header fields).
+# What nginx refuses before the application sees the request: a request line or a header over
+# 4 KiB, headers over 16 KiB in all, what it cannot parse. It was gunicorn's HTML page (a URI over
+# 4094 bytes, over 100 header fields), even under /api/.
 REFUSED_BEFORE_THE_APP = {
-    "uri-too-long": (b"GET /api/" + b"a" * 5000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 414),
-    "header-too-large": (b"GET /api/model HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 400),
-    "too-many-headers": (b"GET /api/model HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                         + b"".join(b"X-%d: a\r\n" % i for i in range(120)) + b"\r\n", 431),
-    "bad-request-line": (b"GARBAGE\r\n\r\n", 400),
-    "bad-header-name": (b"GET /api/model HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header: x\r\n\r\n", 400),
+    "uri-too-long": (b"GET /api/" + b"a" * 5000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 414, "request line"),
+    "header-too-large": (b"GET /api/model HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n",
+                         431, "header"),
+    "headers-too-large-together": (b"GET /api/model HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                   + b"".join(b"X-%d: %s\r\n" % (i, b"a" * 100) for i in range(200)) + b"\r\n",
+                                   431, "header"),
+    "bad-request-line": (b"GARBAGE\r\n\r\n", 400, "could not be parsed"),
+    "bad-header-name": (b"GET /api/model HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header: x\r\n\r\n", 400,
+                        "could not be parsed"),
 }
 NEXT_REQUEST = b"GET /api/model HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("raw, status", REFUSED_BEFORE_THE_APP.values(), ids=REFUSED_BEFORE_THE_APP.keys())
-def test_what_is_refused_before_the_app_has_the_right_status_and_an_honest_connection(server, raw, status):
-    # The current behaviour, written down: nginx's and gunicorn's own pages, HTML even under /api/
-    # (no gunicorn setting changes its page: gunicorn.util.write_error, benoitc/gunicorn#993). The
-    # status is right, and the connection does what the reply says: closed, or open for the next request.
+@pytest.mark.parametrize("raw, status, words", REFUSED_BEFORE_THE_APP.values(), ids=REFUSED_BEFORE_THE_APP.keys())
+def test_what_is_refused_before_the_app_is_json_with_an_honest_connection(server, raw, status, words):
     with connect(server) as sock:
         reply = send(sock, raw)
         assert reply.status == status
-        assert reply.headers["content-type"] == "text/html"
+        assert words in reply.json["error"]
         if reply.headers["connection"] == "close":
             assert closed_by_server(sock)
         else:
             assert send(sock, NEXT_REQUEST).status == 200
+
+
+@pytest.mark.slow
+def test_what_gunicorn_alone_refused_is_answered(server):
+    # 120 short header fields and a 4,000-byte path: gunicorn's 431 and 414 behind nginx, before.
+    many = (b"GET /api/model HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            + b"".join(b"X-%d: a\r\n" % i for i in range(120)) + b"\r\n")
+    assert exchange(server, many).status == 200
+    long_path = b"GET /api/" + b"a" * 4000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    reply = exchange(server, long_path)
+    assert reply.status == 404 and "error" in reply.json
 
 
 @pytest.mark.slow
