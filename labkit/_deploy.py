@@ -9,8 +9,9 @@ from datetime import datetime, timezone
 from typing import Sequence
 
 import httpx
+import psutil
 
-from . import _health, backends
+from . import _health, _procs, backends
 from ._config import DEFAULT_NAME, Settings
 from ._display import Table, cell, table
 from ._errors import ConfigError, DeployError, LabkitError, NotDeployed, PredictionError, ScaleError, ServerNotReady
@@ -89,7 +90,7 @@ class Deployment:
     ``steps`` are the steps of the deploy that started it, also when this
     object only found it; ``reused`` says that this object did not start it
     (deploy() found it running, or attach()), so destroy() takes it away from
-    whoever did.
+    whoever did, and close() leaves it running.
     """
 
     def __init__(self, run: RunDir, state: dict, settings: Settings, steps: Sequence[Step] | None = None,
@@ -115,7 +116,8 @@ class Deployment:
         card = (f"<p><b>{html.escape(self.name)}</b> at {_link(self.url)}</p>"
                 + Table(["backend", "workers", "engine", "running since", "deploy took"], [row]).html())
         if self.reused:
-            card += "<p>Reused: started elsewhere; destroy() stops it for everyone.</p>"
+            card += ("<p>Reused: started elsewhere, so close() leaves it running; "
+                     "destroy() stops it for everyone.</p>")
         return card
 
     @property
@@ -292,11 +294,24 @@ class Deployment:
             self.backend.down(self._run, state)
             self._run.remove()
 
+    def close(self) -> None:
+        """The end of a notebook or a ``with`` block: take down what this object started.
+
+        A deployment it found running (``reused``: a `labkit up` in a shell, another
+        notebook) stays up for whoever started it, and close() says so;
+        destroy() takes it down regardless.
+        """
+        if not self.reused:
+            self.destroy()
+        elif self._run.exists() and self._run.read().get("id") == self._state_id:
+            tell(f"{self.name!r} keeps running: it was running before this deploy found it "
+                 f"(lab.destroy() or `labkit down --name {self.name}` takes it down).", self._settings.progress)
+
     def __enter__(self) -> "Deployment":
         return self
 
     def __exit__(self, *exc) -> None:
-        self.destroy()
+        self.close()
 
 
 def _error_message(response: httpx.Response) -> str:
@@ -393,8 +408,13 @@ def deploy(
 
 def start_or_reuse(backend: "str | backends.Backend | None" = None, *, name: str = DEFAULT_NAME, workers: int = 1,
                    settings: Settings | None = None, progress: str | None = None,
-                   engine: str | None = None, template: str | None = None) -> Deployment:
-    """``deploy()`` without its sentence about a reuse, for a caller that says it its own way (`labkit up`)."""
+                   engine: str | None = None, template: str | None = None,
+                   started_by: dict | None = None) -> Deployment:
+    """``deploy()`` without its sentence about a reuse, for a caller that says it its own way (`labkit up`).
+
+    ``started_by`` is who owns what it starts: by default this process, so that
+    another process (a restarted kernel) can tell whether its owner still lives.
+    """
     settings = settings or Settings.from_env()
     if engine is not None:
         settings = replace(settings, engine=engine)
@@ -415,7 +435,8 @@ def start_or_reuse(backend: "str | backends.Backend | None" = None, *, name: str
         if run.exists():
             state = run.read()
             if backends.from_state(state).running(state):
-                return Deployment(run, state, settings, reused=True)
+                # A notebook kernel that died without its atexit left it: this kernel takes it over.
+                return Deployment(run, state, settings, reused=not _orphaned(state))
             # Left over from a crash: clean up whatever still runs, then start afresh.
             backends.from_state(state).down(run, state)
             run.remove()
@@ -425,7 +446,8 @@ def start_or_reuse(backend: "str | backends.Backend | None" = None, *, name: str
         try:
             state = backend_impl.up(run, settings, workers, display)
             # Whoever finds it later (deploy() again, attach(), another shell) sees how it was deployed.
-            state = {"created": started, **state, "workers": workers, "steps": [asdict(s) for s in display.done]}
+            state = {"created": started, **state, "workers": workers, "steps": [asdict(s) for s in display.done],
+                     "started_by": started_by or _this_process()}
             run.write(state)
         except BaseException:
             # Including KeyboardInterrupt: a half-started stack must not outlive the attempt.
@@ -436,6 +458,23 @@ def start_or_reuse(backend: "str | backends.Backend | None" = None, *, name: str
         finally:
             display.close()
     return Deployment(run, state, settings, display.done)
+
+
+def _this_process() -> dict:
+    me = psutil.Process()
+    return {"pid": me.pid, "started": me.create_time()}
+
+
+def _orphaned(state: dict) -> bool:
+    """Started by a Python process (a notebook's kernel) that is gone: nobody else will take it down.
+
+    A deployment of `labkit up` belongs to the shell's user (``started_by`` has
+    no pid), and one of older labkit versions, with no ``started_by``, to nobody known.
+    """
+    owner = state.get("started_by") or {}
+    if "pid" not in owner:
+        return False
+    return not _procs.Proc("owner", owner["pid"], owner["started"]).alive()
 
 
 def _waiting_note(mode: str):

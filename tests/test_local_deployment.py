@@ -88,7 +88,7 @@ def test_deploy_twice_reattaches(deployment_factory, settings, capsys):
                                        f"{_when(first.since)}, 1 worker): reusing it; use lab.scale(2) for 2 "
                                        "workers.\n")
     assert second.reused and not first.reused
-    assert "destroy() stops it for everyone" in second._repr_html_()
+    assert "close() leaves it running; destroy() stops it for everyone" in second._repr_html_()
     # The steps of the deploy that started it: step_times() of a reused deployment is not empty.
     assert len(first.steps) == 5 and second.steps == first.steps
     # A restarted kernel: nothing in memory, only the run directory.

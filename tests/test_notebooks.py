@@ -58,6 +58,20 @@ def test_the_lab_has_its_notebooks():
     assert [p.name for p in NOTEBOOKS] == LAB
 
 
+def test_question_3_has_evidence_on_the_local_backend():
+    # Task 1's Question 3 asks which steps take the time; the local backend has no apt or pip step,
+    # so notebook 01 shows a real contextualization's steps, measured on a machine, before it asks.
+    cells = json.loads((REPO / "notebooks" / "01-single-server.ipynb").read_text(encoding="utf-8"))["cells"]
+    sources = ["".join(cell["source"]) for cell in cells]
+    question = next(i for i, text in enumerate(sources) if "Question: Cutting the contextualization time" in text)
+    evidence = next(i for i, text in enumerate(sources) if "| VM step | seconds |" in text)
+    assert evidence < question
+    rows = [line for line in sources[evidence].splitlines() if line.startswith("| ") and "---" not in line][1:]
+    steps = {row.split("|")[1].strip(): row.split("|")[2].strip() for row in rows}
+    assert any("apt-get" in step for step in steps) and any("pip install" in step for step in steps)
+    assert all(re.search(r"\d", seconds) for seconds in steps.values()), steps
+
+
 def execute(path: Path, env: dict[str, str], timeout: int = 600):
     """Run a notebook as "Restart and run all" does: a fresh kernel, every cell in order, errors kept."""
     import nbformat

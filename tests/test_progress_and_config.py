@@ -110,6 +110,24 @@ def test_progress_off_prints_nothing():
     assert [s.what for s in progress.done] == ["quiet"]
 
 
+def test_progress_bar_counts_steps_once(monkeypatch):
+    # It read "step 7/12: ... 6/12": the step running beside tqdm's own count of the steps done.
+    import tqdm.auto
+
+    shown = io.StringIO()
+    monkeypatch.setattr(tqdm.auto, "tqdm", lambda **kw: __import__("tqdm").tqdm(file=shown, mininterval=0, **kw))
+    progress = Progress(3, "deploying 'lab'", mode="bar")
+    with progress.step("start RabbitMQ"):
+        pass
+    with progress.step("start 1 Celery worker"):
+        assert "deploying 'lab', step 2/3: start 1 Celery worker" in shown.getvalue().split("\r")[-1]
+    progress.close()
+    last = shown.getvalue().split("\r")[-1]
+    assert last.startswith("deploying 'lab': stopped, 2 of 3 steps")
+    assert "/3" not in last.replace("2 of 3", "") and "2/3" not in last  # no second count
+    assert [s.what for s in progress.done] == ["start RabbitMQ", "start 1 Celery worker"]
+
+
 def test_progress_auto_outside_a_notebook_is_lines(capsys):
     progress = Progress(total=1, title="deploy")
     assert progress.mode == "lines"

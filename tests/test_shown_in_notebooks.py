@@ -8,6 +8,7 @@ the reuse path, the cards and the tables are the ones a real one gets
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import pytest
@@ -105,6 +106,64 @@ def test_labkit_up_over_a_running_deployment_says_what_it_did_not_apply(running,
     assert "--engine onnx was not applied (it serves with keras): run `labkit down`" in engine
 
 
+# -- the notebook's end: close() takes down only what this kernel started -------------------
+@pytest.fixture
+def downs(monkeypatch):
+    taken_down = []
+    monkeypatch.setattr(LocalBackend, "down", lambda self, run, state: taken_down.append(state["name"]))
+    return taken_down
+
+
+def test_close_leaves_a_deployment_of_labkit_up_running_and_says_so(running, settings, downs, capsys):
+    # It took the shell's deployment down at the notebook's end.
+    running.write({**running.read(), "started_by": {"command": "labkit up"}})
+    lab = labkit.deploy("local", name="lab", settings=settings)
+    capsys.readouterr()
+    lab.close()
+    assert downs == [] and running.exists()
+    assert capsys.readouterr().out == ("[labkit] 'lab' keeps running: it was running before this deploy found it "
+                                       "(lab.destroy() or `labkit down --name lab` takes it down).\n")
+    with labkit.deploy("local", name="lab", settings=settings):
+        pass
+    assert downs == [] and running.exists()
+    lab.destroy()
+    assert downs == ["lab"] and not running.exists()
+
+
+def test_close_leaves_one_another_live_kernel_started(running, settings, downs):
+    running.write({**running.read(), "started_by": _deploy._this_process()})  # alive: this very process
+    lab = labkit.deploy("local", name="lab", settings=settings)
+    assert lab.reused
+    lab.close()
+    assert downs == []
+
+
+def test_a_dead_kernels_deployment_is_taken_over_and_closed(running, settings, downs):
+    # A kernel killed before its atexit ran: the next kernel that finds the deployment owns it.
+    gone = subprocess.run(["python3", "-c", "import os, time; print(os.getpid(), time.time())"],
+                          capture_output=True, text=True, check=True).stdout.split()
+    running.write({**running.read(), "started_by": {"pid": int(gone[0]), "started": float(gone[1])}})
+    lab = labkit.deploy("local", name="lab", settings=settings)
+    assert not lab.reused
+    assert assert_reads_well(lab).count("Reused") == 0
+    lab.close()
+    assert downs == ["lab"] and not running.exists()
+
+
+def test_what_deploy_starts_records_who_started_it(settings, monkeypatch):
+    state = {"id": "x", "name": "lab", "backend": "local", "url": "http://127.0.0.1:5999", "processes": []}
+    def up(self, run, settings, workers, display):
+        run.create()
+        return dict(state)
+
+    monkeypatch.setattr(LocalBackend, "up", up)
+    lab = _deploy.start_or_reuse("local", name="lab", settings=settings)
+    assert lab.state["started_by"]["pid"] == os.getpid()
+    assert not _deploy._orphaned(lab.state)
+    up = _deploy.start_or_reuse("local", name="up", settings=settings, started_by={"command": "labkit up"})
+    assert up.state["started_by"] == {"command": "labkit up"} and not _deploy._orphaned(up.state)
+
+
 # -- the cards ------------------------------------------------------------------------------
 def test_a_deployment_shows_a_card(running, settings):
     lab = labkit.attach("lab", settings=settings)
@@ -112,7 +171,7 @@ def test_a_deployment_shows_a_card(running, settings):
     for part in ("<b>lab</b>", "<a href='http://127.0.0.1:5999' target='_blank'>http://127.0.0.1:5999</a>",
                  ">local<", ">1<", ">keras<", f">{_when(CREATED)}<", ">6.5 s<"):
         assert part in content
-    assert "Reused: started elsewhere; destroy() stops it for everyone." in content
+    assert "Reused: started elsewhere, so close() leaves it running; destroy() stops it for everyone." in content
     started_here = labkit.Deployment(running, running.read(), settings, lab.steps)
     assert "Reused" not in assert_reads_well(started_here)
     running.remove()

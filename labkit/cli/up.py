@@ -90,7 +90,8 @@ def command(ctx: click.Context, workers: int, backend: str | None, engine: str |
         target = get("machine", template=template)
     try:
         with _stop_signals_raise():
-            lab = start_or_reuse(target, name=name, workers=workers, engine=engine)
+            lab = start_or_reuse(target, name=name, workers=workers, engine=engine,
+                                 started_by={"command": "labkit up"})
     except Stopped as stopped:
         click.echo(f"labkit: stopped by {signal.Signals(stopped.signum).name} before {name} was up; what it had "
                    "started is stopped again. Run `labkit up` to start it.", err=True)
