@@ -29,7 +29,7 @@ from ._ssh import Result
 
 Runner = Callable[[list[str], float], Result]
 
-SERVICES = ("rabbit", "web", "worker")  # compose.yaml's services, in the order their logs are shown
+SERVICES = ("rabbit", "web", "proxy", "worker")  # compose.yaml's services, in the order their logs are shown
 PROFILES = ("monitoring",)  # optional services (flower); `down` must see them to remove them
 # Where docker-server.yaml.j2 puts the project on a VM; the template and for_vm() must agree.
 VM_APP_DIR = "/opt/labkit/app"

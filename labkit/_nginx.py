@@ -162,6 +162,15 @@ server {{
 """
 
 
+#: The Compose stack's copy of the site, gunicorn at the web service (a test keeps it equal to ``site``).
+COMPOSE_CONF = Path(__file__).resolve().parent.parent / "production_server" / "nginx.conf"
+
+
+def compose_conf() -> str:
+    return ("# Written by labkit (labkit/_nginx.py: site), for compose.yaml's proxy service.\n"
+            + site("0.0.0.0:5100", "web:5100"))
+
+
 def render(folder: Path, host: str, port: int, upstream: Path) -> str:
     """nginx.conf for one local deployment: listen on host:port, proxy to gunicorn's unix socket ``upstream``."""
     tmp = folder / "tmp"

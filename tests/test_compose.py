@@ -63,7 +63,7 @@ def test_compose_file_follows_the_compose_specification(compose):
     errors = [e.message for e in jsonschema.Draft7Validator(schema).iter_errors(compose)]
     assert errors == []
     assert "version" not in compose  # obsolete in the Compose Specification
-    assert set(compose["services"]) == {"rabbit", "web", "worker", "flower"}
+    assert set(compose["services"]) == {"rabbit", "web", "proxy", "worker", "flower"}
     assert tuple(s for s in compose["services"] if s != "flower") == _compose.SERVICES
 
 
@@ -75,17 +75,31 @@ def test_the_schema_check_catches_mistakes(compose):
     assert list(jsonschema.Draft7Validator(json.loads(SCHEMA_FILE.read_text())).iter_errors(broken))
 
 
-def test_only_the_web_port_is_published_and_on_the_loopback_by_default(compose):
+def test_only_the_proxys_port_is_published_and_on_the_loopback_by_default(compose):
     services = compose["services"]
-    assert "ports" not in services["rabbit"] and "ports" not in services["worker"]
-    assert published(services["web"]) == [("127.0.0.1", 5100)]
-    assert services["web"]["ports"] == ["${WEB_BIND:-127.0.0.1}:${WEB_PORT:-5100}:5100"]
+    for name in ("rabbit", "web", "worker"):
+        assert "ports" not in services[name], name  # gunicorn, too, only behind nginx
+    assert published(services["proxy"]) == [("127.0.0.1", 5100)]
+    assert services["proxy"]["ports"] == ["${WEB_BIND:-127.0.0.1}:${WEB_PORT:-5100}:5100"]
     for name, service in services.items():
         for host_ip, target in published(service):
             assert target not in BROKER_PORTS, name
             assert host_ip == "127.0.0.1", f"{name} publishes on {host_ip}"
         assert "network_mode" not in service, name
     assert services["flower"]["profiles"] == list(_compose.PROFILES)
+
+
+def test_the_proxy_serves_labkits_nginx_site_in_front_of_the_web_service(compose):
+    from labkit import _nginx
+
+    proxy = compose["services"]["proxy"]
+    assert proxy["volumes"] == ["./nginx.conf:/etc/nginx/conf.d/default.conf:ro"]
+    assert (SERVER / "nginx.conf").read_text() == _nginx.compose_conf(), (
+        "production_server/nginx.conf is not labkit/_nginx.py's site: rewrite it with "
+        "python -c 'from labkit import _nginx; _nginx.COMPOSE_CONF.write_text(_nginx.compose_conf())'")
+    assert "server web:5100;" in _nginx.compose_conf() and "listen 0.0.0.0:5100 " in _nginx.compose_conf()
+    assert proxy["depends_on"] == {"web": {"condition": "service_healthy"}}
+    assert proxy["cap_drop"] == ["ALL"] and set(proxy["cap_add"]) == {"CHOWN", "SETGID", "SETUID"}
 
 
 def test_workers_scale_and_wait_for_a_healthy_broker(compose):

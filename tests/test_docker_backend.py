@@ -303,7 +303,7 @@ def test_the_password_never_shows_in_status_or_logs(fake_docker, recorded_state)
                                                                                                   "healthy")])})
     backend = DockerBackend()
     logs = backend.logs(run, state, 5)
-    assert set(logs) == {"rabbit", "web", "worker"}
+    assert set(logs) == {"rabbit", "web", "proxy", "worker"}
     assert "Cannot connect to amqp://lab-1234:********@rabbit" in logs["worker"]
     assert password not in json.dumps(logs) and password not in json.dumps(backend.processes(state))
     assert ["logs", "--no-color", "--tail", "5", "rabbit"] == fake_docker.calls()[0][-5:]
