@@ -203,7 +203,7 @@ def test_healthz_of_a_deployment_answers_at_once_and_follows_workers_and_broker(
     0.5 s wait (it used to hold a gunicorn thread for all of it), and /healthz follows a worker
     that stops answering and comes back, and the broker killed with kill -9."""
     from labkit import _procs
-    from steady_load import recorded_load
+    from labkit._load import recorded_load
     from test_resilience import kill_broker
 
     lab = deployment_factory(workers=2)

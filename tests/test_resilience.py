@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from labkit import _load, _procs
-from steady_load import recorded_load
+from labkit._load import recorded_load
 
 pytestmark = pytest.mark.slow
 

@@ -16,8 +16,8 @@ import psutil
 import pytest
 
 from labkit import _procs
+from labkit._load import recorded_load
 from labkit._supervisor import Supervisor
-from steady_load import recorded_load
 
 pytestmark = pytest.mark.slow
 
