@@ -39,6 +39,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import yaml
+
 from production_server import archives
 
 from .. import _cloudinit, _procs
@@ -48,7 +49,16 @@ from .._progress import Progress
 from .._rabbitmq import Node
 from .._state import RunDir
 from .openstack_cloud import (
-    BAKED_TAG, BROKER_PORT, OWNER_KEY, PREFIX, ROLE_KEY, FloatingIP, LabResources, Resolved, SecurityGroup, ServerInfo,
+    BAKED_TAG,
+    BROKER_PORT,
+    OWNER_KEY,
+    PREFIX,
+    ROLE_KEY,
+    FloatingIP,
+    LabResources,
+    Resolved,
+    SecurityGroup,
+    ServerInfo,
 )
 
 ENV_FILE = "etc/labkit/server.env"
@@ -183,8 +193,10 @@ class FakeCloud:
 
     def get_server(self, server_id: str) -> ServerInfo | None:
         server = self._load()["servers"].get(server_id)
-        if server is None:
-            return None
+        return None if server is None else self._info(server_id, server)
+
+    @staticmethod
+    def _info(server_id: str, server: dict) -> ServerInfo:
         return ServerInfo(
             id=server_id, name=server["name"], status=server["status"], fixed_ips=[server["fixed_ip"]],
             floating_ips=[server["address"]] if server["address"] else [], metadata=server["metadata"],

@@ -24,6 +24,7 @@ import gzip
 import secrets
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 from .. import machines
@@ -97,9 +98,12 @@ class MachineCloud(FakeCloud):
         return Machine.from_dict(server["machine"]) if server and server.get("machine") else None
 
     def get_server(self, server_id: str) -> ServerInfo | None:
-        info = super().get_server(server_id)
-        if info is not None and (machine := self._machine(server_id)) is not None and not machine.running():
-            info = ServerInfo(**{**info.__dict__, "status": "SHUTOFF"})
+        server = self._load()["servers"].get(server_id)  # one read: the record and its machine together
+        if server is None:
+            return None
+        info = self._info(server_id, server)
+        if server.get("machine") and not Machine.from_dict(server["machine"]).running():
+            info = replace(info, status="SHUTOFF")
         return info
 
     def wait_active(self, server_id: str, timeout: float = 600.0, poll: float = 5.0) -> ServerInfo:

@@ -85,7 +85,22 @@ def ensure(cache: Path, progress: Progress | None = None, suite: str = SUITE) ->
         (partial / "complete").write_text(f"built in {time.monotonic() - started:.0f} s\n")
         shutil.rmtree(folder, ignore_errors=True)
         partial.rename(folder)
+        prune(cache, keep=folder.name, suite=suite)
     return Image(root, suite, time.monotonic() - started)
+
+
+def prune(cache: Path, keep: str, suite: str = SUITE) -> list[str]:
+    """Remove the images of older recipes of ``suite`` (400 MB each); return their names.
+
+    Safe while machines run: each deployment boots a copy of its own, never the image.
+    Called under the cache's lock, once a new image is complete.
+    """
+    removed = []
+    for old in sorted(cache.glob(f"debian-{suite}-*")):
+        if old.is_dir() and old.name != keep and not old.name.startswith(f"{keep}."):
+            shutil.rmtree(old, ignore_errors=True)
+            removed.append(old.name)
+    return removed
 
 
 def _build(root: Path, suite: str, progress: Progress) -> None:
