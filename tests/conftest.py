@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -90,19 +92,75 @@ def shared_lab(tmp_path_factory, data_dir, model_dir):
         lab.destroy()
 
 
-@pytest.fixture(scope="session")
-def machine_images(tmp_path_factory) -> Path:
-    """Where the machine backend's image is built: once per test run, fresh in CI.
+class ImagePrebuild:
+    """The machine images, built in the background from the moment the tests are collected.
 
-    LABKIT_TEST_MACHINE_IMAGES names a folder to keep it in between runs (a developer's loop).
+    Building them (Debian 12, Debian 13 and the Docker stand-ins) takes about
+    four minutes, mostly downloading and unpacking; the tests before the
+    first machine test keep the CPU busy meanwhile. A machine test that comes
+    first waits on the cache's lock, and a build that failed here is simply
+    tried again by the test, which then reports the error.
     """
+
+    def __init__(self) -> None:
+        self.folder: Path | None = None
+        self.thread: threading.Thread | None = None
+
+    def start(self, folder: Path) -> None:
+        self.folder = folder
+        self.thread = threading.Thread(target=self._build, name="machine-image-prebuild", daemon=True)
+        self.thread.start()
+
+    def _build(self) -> None:
+        from labkit.machines import image, standins
+
+        try:
+            image.ensure(self.folder, suite="bookworm")
+            image.ensure(self.folder, suite="trixie")
+            if not standins.registry_reachable():
+                standins.ensure(self.folder)
+        except Exception:  # noqa: BLE001  (the machine test that needs it builds it again and says why)
+            pass
+
+
+PREBUILD = ImagePrebuild()
+
+
+def machines_unusable() -> str | None:
     from labkit import machines
 
     if os.geteuid() != 0:
-        pytest.skip("the machine backend needs root (systemd-nspawn): run the tests as root to include it")
+        return "the machine backend needs root (systemd-nspawn): run the tests as root to include it"
     if problems := machines.missing():
-        pytest.fail("The machine backend's tools are missing: " + "; ".join(problems)
-                    + " (scripts/setup.sh installs them).", pytrace=False)
+        return ("The machine backend's tools are missing: " + "; ".join(problems)
+                + " (scripts/setup.sh installs them).")
+    return None
+
+
+def pytest_collection_finish(session):
+    if any("machine_images" in getattr(item, "fixturenames", ()) for item in session.items) \
+            and machines_unusable() is None:
+        PREBUILD.start(Path(KEPT_IMAGES) if KEPT_IMAGES else Path(tempfile.mkdtemp(prefix="labkit-machine-images-")))
+
+
+def pytest_sessionfinish(session):
+    if PREBUILD.thread is not None:
+        PREBUILD.thread.join()  # never remove a folder that debootstrap still writes to
+        if not KEPT_IMAGES:
+            shutil.rmtree(PREBUILD.folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def machine_images(tmp_path_factory) -> Path:
+    """Where the machine backend's images are built: once per test run (in the background, see
+    ImagePrebuild), fresh in CI. LABKIT_TEST_MACHINE_IMAGES names a folder to keep them in between
+    runs (a developer's loop)."""
+    if (problem := machines_unusable()) is not None:
+        if os.geteuid() != 0:
+            pytest.skip(problem)
+        pytest.fail(problem, pytrace=False)
+    if PREBUILD.folder is not None:
+        return PREBUILD.folder
     return Path(KEPT_IMAGES) if KEPT_IMAGES else tmp_path_factory.mktemp("machine-images")
 
 

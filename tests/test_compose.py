@@ -15,6 +15,7 @@ import io
 import json
 import re
 import shlex
+import subprocess
 import tarfile
 
 import pytest
@@ -166,10 +167,17 @@ def test_the_containers_run_the_local_backends_commands(dockerfile, compose):
         "worker@%h" if arg == "worker-1.lab@%h" else arg for arg in expected[3:]]
 
 
-def test_the_staged_context_holds_what_the_dockerfile_copies_and_nothing_else(model_dir, tmp_path, dockerfile):
+def test_the_staged_context_holds_what_the_dockerfile_copies_and_nothing_else(model_dir, data_dir, tmp_path,
+                                                                                   dockerfile):
+    from labkit.backends.docker import stage
+
     release = _cloudinit.release(model_dir)
     with tarfile.open(fileobj=io.BytesIO(base64.b64decode(release.b64)), mode="r:gz") as tar:
         names = tar.getnames()
+    # What labkit stages beside the release: data/, with the data set when this host has it.
+    stage(tmp_path / "staged", release, {"BROKER_USER": "u"}, data_dir=data_dir)
+    assert sorted(p.name for p in (tmp_path / "staged" / "data").iterdir()) == ["pima-indians-diabetes.csv"]
+    names += ["data", "data/pima-indians-diabetes.csv"]
     rules = [l.strip() for l in (SERVER / "Dockerfile.dockerignore").read_text().splitlines()
              if l.strip() and not l.startswith("#")]
 
@@ -188,6 +196,7 @@ def test_the_staged_context_holds_what_the_dockerfile_copies_and_nothing_else(mo
             source = line.split()[1].rstrip("/")
             assert any(n == source or n.startswith(source + "/") for n in context), line
     assert "model/model.keras" in context and "production_server/Dockerfile" in context
+    assert "data/pima-indians-diabetes.csv" in context
     assert "requirements.txt" not in context  # the root copy: the image installs production_server's
 
 
@@ -225,8 +234,23 @@ def test_vm_runs_the_compose_commands_labkit_runs(vm):
     assert holders == [_compose.VM_ENV_FILE]
 
 
-def test_vm_installs_docker_from_ubuntu_packages(vm):
+def test_vm_installs_docker_and_compose_v2_from_ubuntus_or_debians_packages(vm, tmp_path):
     _, document, text = vm
     apt = document["runcmd"][0]
-    assert "apt-get install" in apt and "docker.io docker-compose-v2" in apt
-    assert not re.search(r"curl[^|]*(docker|compose)|get\.docker\.com|github\.com/docker", text)
+    assert "apt-get install" in apt and "docker.io $compose" in apt and apt.rstrip().endswith("|| exit 1")
+    assert not re.search(r"curl\s+(-\S+\s+)*\S*(docker|compose)|get\.docker\.com|github\.com/docker", text)
+    # The choice, run by a real shell against an apt-cache that knows Ubuntu's package, and one that does not.
+    command = shlex.split(apt.split('"install system packages"', 1)[1].rsplit("||", 1)[0])[2]
+    for distribution, known, wanted in (("ubuntu", 0, "docker-compose-v2"), ("debian", 100, "docker-compose docker-cli")):
+        bin_dir = tmp_path / distribution
+        bin_dir.mkdir()
+        (bin_dir / "apt-cache").write_text(f"#!/bin/sh\nexit {known}\n")
+        (bin_dir / "apt-get").write_text('#!/bin/sh\n[ "$1" = update ] || echo "$@" > "$(dirname "$0")/installed"\n')
+        (bin_dir / "docker").write_text("#!/bin/sh\necho 'Docker Compose version v2.26.1'\n")
+        for tool in bin_dir.iterdir():
+            tool.chmod(0o755)
+        done = subprocess.run(["sh", "-c", command], env={"PATH": f"{bin_dir}:/usr/bin:/bin"}, capture_output=True,
+                              text=True)
+        assert done.returncode == 0, done.stderr
+        installed = (bin_dir / "installed").read_text().split()
+        assert installed[-len(wanted.split()) - 2:] == ["docker.io", *wanted.split(), "curl"], installed

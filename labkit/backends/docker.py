@@ -19,11 +19,12 @@ import hashlib
 import io
 import os
 import secrets
+import shutil
 import tarfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from production_server import archives
+from production_server import archives, data
 from production_server.engines import ENGINES
 
 from .. import _cloudinit, _health, _procs
@@ -37,10 +38,16 @@ BUILD_TIMEOUT = 1800.0  # the first build downloads TensorFlow
 DOWN_TIMEOUT = 120.0
 
 
-def stage(dest: Path, release: _cloudinit.Release, values: dict[str, str]) -> None:
-    """Write the compose project: the unpacked release and its .env (0600, it holds the password)."""
+def stage(dest: Path, release: _cloudinit.Release, values: dict[str, str], data_dir: Path | None = None) -> None:
+    """Write the compose project: the unpacked release, the data set in data/ when this host has it
+    (the image's build then downloads nothing), and its .env (0600, it holds the password)."""
     with tarfile.open(fileobj=io.BytesIO(base64.b64decode(release.b64)), mode="r:gz") as tar:
         archives.extract(tar, dest)
+    (dest / "data").mkdir(exist_ok=True)
+    try:
+        shutil.copy2(data.locate(download=False, folder=data_dir), dest / "data" / data.FILENAME)
+    except data.DataError:
+        pass  # the build fetches it from the mirror
     fd = os.open(dest / ".env", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(env_text(values))
@@ -105,7 +112,7 @@ class DockerBackend:
                 predict_timeout=settings.predict_timeout, chart_version=_cloudinit.CHART_VERSION,
                 chart_sha256=hashlib.sha256(_cloudinit.CHART_FILE.read_bytes()).hexdigest(),
                 model_engine=state["engine"],
-            ))
+            ), data_dir=settings.data_dir)
             run.write(state)  # before anything starts: a crash now still leaves a record to clean up
 
         with progress.step(titles[2]):

@@ -12,6 +12,12 @@ The data set reaches the machine from the host, on its disk before boot
 (as a cloud image could carry it): the public mirror the VM template would
 download from is not reachable everywhere (it is not here).
 
+Task 2 (``template="docker-server"``) boots a Debian 13 machine (its Docker
+Compose is v2; Debian 12's is v1) with the settings Docker needs inside
+systemd-nspawn; Compose inside it is driven over SSH as on a VM. Where no
+container registry answers, its Docker gets stand-ins for the base images
+(``labkit.machines.standins``).
+
 It needs root and Linux with systemd-nspawn, debootstrap and nftables
 (``labkit.machines.missing()``); the image is built once (about a minute)
 and cached in ``~/.cache/labkit/machine-images`` (``LABKIT_MACHINE_IMAGES``).
@@ -24,14 +30,20 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .. import _cloudinit, _console, _health
+from .. import _cloudinit, _console, _health, machines
 from .._config import Settings
-from .._errors import ConfigError, LabkitError, MachineError, PrerequisiteMissing, ScaleError
+from .._errors import (
+    ConfigError,
+    LabkitError,
+    MachineError,
+    PrerequisiteMissing,
+    ScaleError,
+)
 from .._progress import Progress
 from .._state import RunDir
-from .. import machines
+from ..machines import standins
 from ..machines.machine import NAME_PREFIX, Machine, Seed
-from .openstack import TASKS, SystemdOverSSH, render_checked
+from .openstack import TASKS, ComposeOverSSH, SystemdOverSSH, render_checked
 
 WEB_PORT = 5100
 USER = "debian"  # the default user of Debian's cloud images, which cloud-init gives the key
@@ -42,9 +54,12 @@ STEPS = [
     "boot the machine",
 ]
 LAST_STEP = "wait for the server to answer on port 5100"
+STAND_INS = "stand-ins for the Docker base images, where no registry answers (once: about a minute)"
 CONTEXTUALIZE_TIMEOUT = 1800.0  # seconds for the machine's own steps: apt and pip over a slow mirror
 HEALTH_TIMEOUT = 300.0
 DATA_ON_MACHINE = "/opt/labkit/cache/labkit/pima-indians-diabetes.csv"  # where the data-set step looks first
+DATA_IN_BUILD_CONTEXT = "/opt/labkit/app/data/pima-indians-diabetes.csv"  # the Dockerfile's COPY data/
+SUITE, DOCKER_SUITE = "bookworm", "trixie"
 
 
 class MachineBackend:
@@ -53,15 +68,13 @@ class MachineBackend:
     def __init__(self, template: str = "single-server"):
         if template not in TASKS:
             raise ConfigError(f"No VM template {template!r}: choose one of {', '.join(TASKS)} (--template).")
-        if template != "single-server":
-            raise ConfigError(f"The machine backend runs the single-server template so far; {template} needs "
-                              "Docker images from a registry, which it cannot build yet: use the docker or "
-                              "openstack backend for Task 2.")
         self.template = template
+        self.docker = template == "docker-server"
 
     # -- up ---------------------------------------------------------------
     def plan_steps(self, workers: int) -> list[str]:
-        return [*STEPS, LAST_STEP]  # the machine's own steps join when its first marker says how many
+        # The machine's own steps join when its first marker says how many.
+        return [*STEPS[:2], *([STAND_INS] if self.docker else []), *STEPS[2:], LAST_STEP]
 
     def up(self, run: RunDir, settings: Settings, workers: int, progress: Progress) -> dict:
         with progress.step(STEPS[0]):
@@ -69,7 +82,12 @@ class MachineBackend:
                 raise PrerequisiteMissing("The machine backend needs " + "; ".join(problems)
                                           + ". Or use the local backend, which needs none of it.")
         with progress.step(STEPS[1]):
-            image = machines.ensure_image(settings.machine_images)
+            image = machines.ensure_image(settings.machine_images, suite=DOCKER_SUITE if self.docker else SUITE)
+        files = lab_files(settings, self.template)
+        if self.docker:
+            with progress.step(STAND_INS):
+                if not standins.registry_reachable():
+                    files.update(standins.machine_files(standins.ensure(settings.machine_images)))
         secrets = _cloudinit.Secrets.generate()
         run.create()
         state = {"id": os.urandom(8).hex(), "name": run.name, "backend": self.name, "url": None,
@@ -86,7 +104,7 @@ class MachineBackend:
                         userdata=gzip.compress(userdata.encode(), mtime=0))  # the bytes Nova would serve
         with progress.step(STEPS[3]):
             machine = Machine.boot(f"{NAME_PREFIX}{run.name}", run.path / "machine", image, seed,
-                                   files=lab_files(settings))
+                                   files=files, docker=self.docker)
             state.update(machine=machine.to_dict(), address=machine.address,
                          url=f"http://{machine.address}:{WEB_PORT}")
             run.write(state)  # recorded at once: `labkit down` finds the machine
@@ -99,12 +117,15 @@ class MachineBackend:
         return state
 
     # -- the machine's services ---------------------------------------------
-    def services(self, run: RunDir, state: dict) -> SystemdOverSSH:
+    def services(self, run: RunDir, state: dict) -> SystemdOverSSH | ComposeOverSSH:
+        """The machine's systemd units (Task 1) or its Compose project (Task 2), over SSH as on a VM."""
         from .._ssh import SSH
 
         folder = run.path / "ssh"
-        return SystemdOverSSH(SSH(state["address"], user=USER, key_file=folder / "id_ed25519",
-                                  known_hosts=folder / "known_hosts"))
+        ssh = SSH(state["address"], user=USER, key_file=folder / "id_ed25519", known_hosts=folder / "known_hosts")
+        if state.get("template") == "docker-server":
+            return ComposeOverSSH(ssh, state["name"], secrets=(state["broker"]["password"],))
+        return SystemdOverSSH(ssh)
 
     def scale(self, run: RunDir, state: dict, workers: int) -> dict:
         if not state.get("address"):
@@ -145,11 +166,13 @@ class MachineBackend:
         return Machine.from_dict(state["machine"]) if state.get("machine") else None
 
 
-def lab_files(settings: Settings) -> dict[str, bytes]:
-    """What the lab puts on a machine's disk before it boots: the data set, where its step looks first."""
+def lab_files(settings: Settings, template: str = "single-server") -> dict[str, bytes | Path]:
+    """What the lab puts on a machine's disk before it boots: the data set, where its step looks first
+    (for docker-server: in the image's build context, where the Dockerfile copies it from)."""
     from production_server import data
 
-    return {DATA_ON_MACHINE: data.locate(folder=settings.data_dir).read_bytes()}
+    where = DATA_IN_BUILD_CONTEXT if template == "docker-server" else DATA_ON_MACHINE
+    return {where: data.locate(folder=settings.data_dir).read_bytes()}
 
 
 def make_key(folder: Path) -> str:

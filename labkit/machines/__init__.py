@@ -15,7 +15,8 @@ from __future__ import annotations
 import os
 import shutil
 
-from .image import Image, ensure as ensure_image
+from .image import Image
+from .image import ensure as ensure_image
 from .machine import Machine, Seed
 from .network import Link
 

@@ -80,11 +80,11 @@ class Machine:
 
     # -- life ---------------------------------------------------------------------
     @classmethod
-    def boot(cls, name: str, folder: Path, image: Image, seed: Seed, files: dict[str, bytes] | None = None,
+    def boot(cls, name: str, folder: Path, image: Image, seed: Seed, files: dict[str, bytes | Path] | None = None,
              docker: bool = False) -> "Machine":
         """Copy the image into ``folder``, seed it, put it on the lab network and boot it.
 
-        ``files`` are laid on the copy's disk before boot (path in the machine -> bytes), as a
+        ``files`` are laid on the copy's disk before boot (path in the machine -> bytes, or a host file), as a
         cloud's image carries what its users put there. Returns once nspawn runs; cloud-init then
         runs in the machine: follow ``console()``.
         """
@@ -105,7 +105,10 @@ class Machine:
         for path, data in (files or {}).items():
             target = root / path.lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
+            if isinstance(data, Path):  # a large file: copied, never read into memory
+                shutil.copyfile(data, target)
+            else:
+                target.write_bytes(data)
         shutil.copy2("/etc/resolv.conf", root / "etc/resolv.conf")  # the host's resolver, as the NAT reaches it
         link = network.attach()
         machine = cls(name, folder, link)
