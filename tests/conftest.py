@@ -138,6 +138,8 @@ def machines_unusable() -> str | None:
 
 
 def pytest_collection_finish(session):
+    if session.config.option.collectonly:
+        return
     if any("machine_images" in getattr(item, "fixturenames", ()) for item in session.items) \
             and machines_unusable() is None:
         PREBUILD.start(Path(KEPT_IMAGES) if KEPT_IMAGES else Path(tempfile.mkdtemp(prefix="labkit-machine-images-")))

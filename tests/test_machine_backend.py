@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import gzip
 import socket
-import subprocess
-import time
 
 import httpx
 import pytest
+from machine_deployments import assert_down_leaves_nothing, deployed, machine_of
 
 import labkit
 from labkit import DeployError, machines
@@ -38,17 +37,8 @@ def machine_settings(tmp_path_factory, data_dir, model_dir, machine_images):
 
 @pytest.fixture(scope="module")
 def lab(machine_settings):
-    started = time.monotonic()
-    lab = labkit.deploy("machine", name="mtest", workers=2, settings=machine_settings)
-    lab.boot_to_healthy = time.monotonic() - started
-    try:
+    with deployed(machine_settings, name="mtest", workers=2) as lab:
         yield lab
-    finally:
-        lab.destroy()
-
-
-def machine_of(lab) -> Machine:
-    return Machine.from_dict(lab.state["machine"])
 
 
 def test_cloud_init_runs_the_templates_steps_and_labkit_shows_them(lab, report):
@@ -115,21 +105,13 @@ def test_scale_goes_through_the_machines_systemd_over_ssh(lab):
 
 
 def test_down_powers_the_machine_off_and_leaves_nothing(lab):
-    machine = machine_of(lab)
-    lab.destroy()
-    assert not machine.running() and not machine.root.exists()
-    assert machine.link.netns not in [link.netns for link in network.links()]
-    assert subprocess.run(["ip", "link", "show", machine.link.host_interface], capture_output=True).returncode != 0
-    assert not [p for p in machines.machine.running_machines() if f"--machine={machine.name}" in p.cmdline()]
-    if not network.links():  # no other machine of the lab on this host: the table and forwarding are gone too
-        assert subprocess.run(["nft", "list", "table", "ip", network.TABLE], capture_output=True).returncode != 0
-    assert not labkit.deployments(lab.settings)
+    assert_down_leaves_nothing(lab)
 
 
 def test_a_failed_step_fails_the_deploy_with_its_output_and_leaves_nothing(machine_settings, monkeypatch):
-    from labkit.backends import machine as backend
-
     import yaml
+
+    from labkit.backends import machine as backend
 
     failing = "#cloud-config\n" + yaml.safe_dump({"runcmd": [
         ["echo", "[labkit] step 1/2: look (0.1s)"],

@@ -14,18 +14,15 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import time
 
 import httpx
 import pytest
 import yaml
+from conftest import REPO
+from machine_deployments import assert_down_leaves_nothing, deployed, machine_of
 
 import labkit
-from conftest import REPO
-from labkit import machines
-from labkit.machines import network, standins
-from labkit.machines.machine import Machine
+from labkit.machines import standins
 
 pytestmark = pytest.mark.slow
 
@@ -37,17 +34,8 @@ VM_STEPS = ["install system packages", "unpack the release", "start Docker", "bu
 def lab(tmp_path_factory, data_dir, model_dir, machine_images):
     settings = labkit.Settings(home=tmp_path_factory.mktemp("home"), model_dir=model_dir, data_dir=data_dir,
                                progress="lines", machine_images=machine_images)
-    started = time.monotonic()
-    lab = labkit.deploy("machine", template="docker-server", name="mdock", workers=1, settings=settings)
-    lab.boot_to_healthy = time.monotonic() - started
-    try:
+    with deployed(settings, template="docker-server", name="mdock", workers=1) as lab:
         yield lab
-    finally:
-        lab.destroy()
-
-
-def machine_of(lab) -> Machine:
-    return Machine.from_dict(lab.state["machine"])
 
 
 def containers(lab) -> list[dict]:
@@ -109,10 +97,4 @@ def test_scale_1_3_1_with_compose_inside_over_ssh(lab):
 
 
 def test_down_powers_the_machine_off_and_leaves_nothing(lab):
-    machine = machine_of(lab)
-    lab.destroy()
-    assert not machine.running() and not machine.root.exists()
-    assert machine.link.netns not in [link.netns for link in network.links()]
-    assert subprocess.run(["ip", "link", "show", machine.link.host_interface], capture_output=True).returncode != 0
-    assert not [p for p in machines.machine.running_machines() if f"--machine={machine.name}" in p.cmdline()]
-    assert not labkit.deployments(lab.settings)
+    assert_down_leaves_nothing(lab)
