@@ -381,11 +381,15 @@ def deploy(
     progress: str | None = None,
     engine: str | None = None,
     template: str | None = None,
+    task: int | None = None,
 ) -> Deployment:
     """Start the production server and return it once it answers with ``workers`` workers.
 
     ``template`` (openstack and machine backends) is the VM to boot:
     "single-server" (Task 1, the default) or "docker-server" (Task 2).
+    ``task=2`` says what a notebook means whatever backend was chosen: the
+    docker-server VM where the backend boots VMs; the docker backend is Task
+    2 already, and the local backend runs either as processes.
 
     ``engine`` (default: ``settings.engine``, "keras") is what the workers
     run the model with: "keras" or "onnx" (ONNX Runtime, no TensorFlow).
@@ -395,6 +399,12 @@ def deploy(
     progress display says so in one sentence: calling ``deploy`` twice never
     starts a second stack.
     """
+    if task not in (None, 1, 2):
+        raise ConfigError(f"task={task!r}: the lab has Task 1 (single server) and Task 2 (containers).")
+    if task == 2 and template is None:
+        chosen = backend if isinstance(backend, str) else backend.name if backend is not None else None
+        if (chosen or (settings or Settings.from_env()).backend) in backends.TEMPLATED:
+            template = "docker-server"
     lab = start_or_reuse(backend, name=name, workers=workers, settings=settings, progress=progress, engine=engine,
                          template=template)
     if lab.reused:

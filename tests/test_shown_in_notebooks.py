@@ -7,6 +7,7 @@ the reuse path, the cards and the tables are the ones a real one gets
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -162,6 +163,26 @@ def test_what_deploy_starts_records_who_started_it(settings, monkeypatch):
     assert not _deploy._orphaned(lab.state)
     up = _deploy.start_or_reuse("local", name="up", settings=settings, started_by={"command": "labkit up"})
     assert up.state["started_by"] == {"command": "labkit up"} and not _deploy._orphaned(up.state)
+
+
+def test_task_2_means_the_docker_server_vm_where_the_backend_boots_vms(settings, monkeypatch):
+    asked = []
+
+    def start_or_reuse(backend, **kwargs):
+        asked.append((backend, kwargs["template"]))
+        raise labkit.LabkitError("stop here")
+
+    monkeypatch.setattr(_deploy, "start_or_reuse", start_or_reuse)
+    for backend, template in (("machine", "docker-server"), ("openstack", "docker-server"), ("docker", None),
+                              ("local", None)):
+        with pytest.raises(labkit.LabkitError):
+            labkit.deploy(backend, task=2, settings=settings)
+        assert asked[-1] == (backend, template)
+    with pytest.raises(labkit.LabkitError):  # the saved backend, when none is given
+        labkit.deploy(task=2, settings=dataclasses.replace(settings, backend="machine"))
+    assert asked[-1] == (None, "docker-server")
+    with pytest.raises(labkit.ConfigError, match="Task 1 .* and Task 2"):
+        labkit.deploy("local", task=3, settings=settings)
 
 
 # -- the cards ------------------------------------------------------------------------------
