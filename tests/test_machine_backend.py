@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import gzip
 import socket
+import time
 
 import httpx
 import pytest
 from machine_deployments import assert_down_leaves_nothing, deployed, machine_of
 
 import labkit
-from labkit import DeployError, machines
+from labkit import DeployError, _procs, machines
+from labkit._load import recorded_load
 from labkit.machines import cleanup, network
 from labkit.machines.machine import Machine, Seed
 
@@ -104,7 +106,38 @@ def test_scale_goes_through_the_machines_systemd_over_ssh(lab):
     assert lab.status().workers == 2
 
 
+def test_systemd_restarts_a_killed_broker_under_load(lab, report):
+    # On a VM it is systemd, not labkit, that heals: Debian's unit restarts RabbitMQ 10 s after a crash,
+    # and the web tier and workers reconnect by themselves.
+    with recorded_load(lab.url, clients=4, timeout=10) as load:
+        time.sleep(2)
+        killed = time.monotonic()
+        done = machine_of(lab).run(["systemctl", "kill", "--signal=KILL", "rabbitmq-server.service"])
+        assert done.returncode == 0, done.stderr
+        _procs.wait_until(lambda: load.first_run_of_successes(killed, 20) is not None, timeout=60, interval=0.5)
+        recovered = load.first_run_of_successes(killed, 20)
+        time.sleep(2)
+    during = load.statuses(sent_after=killed)
+    report(f"machine: kill -9 of RabbitMQ under load (4 clients): {sum(load.statuses().values())} requests, after "
+           f"the kill by status {during}; " + (f"20 of 20 succeeded {recovered - killed:.1f} s after the kill"
+                                               if recovered else "never recovered"))
+    assert recovered is not None and recovered - killed <= 30, during
+    assert set(during) <= {200, 503}, [a for a in load.answers(killed) if a.status not in (200, 503)][:3]
+    assert _procs.wait_until(lambda: lab.status().summary == "healthy: 2 of 2 workers", timeout=30)
+
+
+def test_a_machine_that_dies_is_reported_stopped_and_not_revived(lab):
+    # A VM that crashes stays down until someone acts (here as on a cloud without auto-recovery).
+    machine = machine_of(lab)
+    machine.leader().kill()  # its PID 1: the whole machine
+    assert _procs.wait_until(lambda: not machine.running(), timeout=30)
+    status = lab.status()
+    assert not status.healthy and status.processes == [{"role": "machine", "id": machine.name, "status": "stopped",
+                                                         "address": machine.address}]
+
+
 def test_down_powers_the_machine_off_and_leaves_nothing(lab):
+    # After the machine died: down still removes its copy, namespace and rules.
     assert_down_leaves_nothing(lab)
 
 
