@@ -4,9 +4,9 @@ The docker-server template builds the server's image ``FROM python:3.11-slim-boo
 and runs ``rabbitmq:3.13-alpine`` and ``nginx:stable``. Where this host reaches no
 registry (this lab's CI, a campus without Docker Hub), the machine gets images of those
 names made here from Debian 12 packages instead: a copy of the Debian 12 machine image
-with Python 3.11, RabbitMQ and nginx added, which the machine's Docker imports when it starts and commits under
-each name with the command the official image has. The Dockerfile and compose.yaml run
-unchanged against them.
+with Python 3.11, RabbitMQ and nginx added, which the machine's Docker imports when it
+starts and commits under each name with the command the official image has. The
+Dockerfile and compose.yaml run unchanged against them.
 
 They are stand-ins, good for testing the Dockerfile, the compose file, the health checks
 and labkit's commands, not the official images: RabbitMQ is Debian's 3.10 (Alpine's 3.13
