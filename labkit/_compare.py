@@ -139,6 +139,23 @@ def _measure(settings: Settings, engine: str, name: str, requests: int, scale_to
     )
 
 
+def _where_both_engines_run(settings: Settings) -> Settings:
+    """The settings' backend if it serves both engines; else the local backend, which does, saying so.
+
+    What differs between the engines is the worker process (its start-up, memory and speed), the
+    same on this computer as on a VM; the machine and OpenStack backends serve Keras only so far.
+    """
+    from . import backends
+    from ._progress import tell
+
+    chosen = backends.get(settings.backend)
+    if set(ENGINES) <= set(getattr(chosen, "engines", ("keras",))):
+        return settings
+    tell(f"The {chosen.name} backend serves the model with Keras only, so the engines are compared on the "
+         "local backend: the same workers, as processes on this computer.", settings.progress)
+    return replace(settings, backend="local")
+
+
 def compare_engines(
     settings: Settings | None = None,
     *,
@@ -159,6 +176,7 @@ def compare_engines(
         first = sorted(running)[0]
         raise BenchmarkError(f"A deployment called {first!r} runs already and the comparison needs fresh ones: "
                              f"take it down with `labkit down --name {first}`, or give another name.")
+    settings = _where_both_engines_run(settings)
     display = Progress(4 * len(ENGINES), "comparing engines", progress or settings.progress, stream or sys.stdout)
     try:
         figures = {e: _measure(settings, e, f"{name}-{e}", requests, scale_to, display) for e in ENGINES}

@@ -7,6 +7,7 @@ deployment and check that it ends with the one worker it started with.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import struct
 from pathlib import Path
@@ -152,3 +153,22 @@ def test_compare_engines_measures_both_and_takes_its_deployments_down(settings, 
     k, o = (comparison.figures[e] for e in ("keras", "onnx"))
     report(f"engines (20 requests): worker RSS keras {k.worker_rss_mb:.0f} MB, onnx {o.worker_rss_mb:.0f} MB; "
            f"scale 1 -> 3 keras {k.scale_up_s:.1f} s, onnx {o.scale_up_s:.1f} s")
+
+
+@pytest.mark.parametrize("backend, compared_on", [("local", "local"), ("docker", "docker"), ("machine", "local")])
+def test_engines_are_compared_where_both_are_served(settings, monkeypatch, capsys, backend, compared_on):
+    # On the machine backend, notebook 02's comparison raised "serves the model with Keras only".
+    from labkit import _compare
+
+    measured = []
+
+    def measure(settings, engine, *args):
+        measured.append((settings.backend, engine))
+        raise labkit.BenchmarkError("measured enough")
+
+    monkeypatch.setattr(_compare, "_measure", measure)
+    with pytest.raises(labkit.BenchmarkError, match="measured enough"):
+        labkit.compare_engines(dataclasses.replace(settings, backend=backend), progress="off")
+    assert measured == [(compared_on, "keras")]
+    said = capsys.readouterr().out
+    assert ("compared on the local backend" in said) == (backend != compared_on)
