@@ -42,6 +42,7 @@ from .._errors import (
 from .._progress import Progress
 from .._state import RunDir
 from ..machines import standins
+from ..machines.image import SUITE as TASK_1_SUITE
 from ..machines.machine import NAME_PREFIX, Machine, Seed
 from .openstack import TASKS, ComposeOverSSH, SystemdOverSSH, render_checked
 
@@ -59,7 +60,7 @@ CONTEXTUALIZE_TIMEOUT = 1800.0  # seconds for the machine's own steps: apt and p
 HEALTH_TIMEOUT = 300.0
 DATA_ON_MACHINE = "/opt/labkit/cache/labkit/pima-indians-diabetes.csv"  # where the data-set step looks first
 DATA_IN_BUILD_CONTEXT = "/opt/labkit/app/data/pima-indians-diabetes.csv"  # the Dockerfile's COPY data/
-SUITE, DOCKER_SUITE = "bookworm", "trixie"
+DOCKER_SUITE = "trixie"  # Compose v2 in Debian's packages; Task 1 keeps the image module's suite
 
 
 class MachineBackend:
@@ -82,7 +83,7 @@ class MachineBackend:
                 raise PrerequisiteMissing("The machine backend needs " + "; ".join(problems)
                                           + ". Or use the local backend, which needs none of it.")
         with progress.step(STEPS[1]):
-            image = machines.ensure_image(settings.machine_images, suite=DOCKER_SUITE if self.docker else SUITE)
+            image = machines.ensure_image(settings.machine_images, suite=DOCKER_SUITE if self.docker else TASK_1_SUITE)
         files = lab_files(settings, self.template)
         if self.docker:
             with progress.step(STAND_INS):
