@@ -143,11 +143,14 @@ class Machine:
         nspawn = self.proc.handle() if self.proc else None
         if nspawn is None:
             return None
+        # Until it has exec'd the machine's init, nspawn's forked child still is nspawn: not yet the leader.
         try:
-            children = nspawn.children()
+            for child in nspawn.children(recursive=True):
+                if child.name() != NSPAWN and child.parent().name() == NSPAWN:
+                    return child
         except psutil.Error:
-            return None
-        return children[0] if children else None
+            pass
+        return None
 
     def running(self) -> bool:
         return self.leader() is not None
@@ -208,5 +211,15 @@ def running_machines() -> list[psutil.Process]:
         if cmdline and Path(cmdline[0]).name == NSPAWN and any(
                 arg.startswith(f"--machine={NAME_PREFIX}") for arg in cmdline):
             found.append(process)
-    return found
+    # Until the machine's init has exec'd, nspawn's forked children still carry its command line:
+    # only the outermost one is the machine.
+    pids = {process.pid for process in found}
+    return [process for process in found if _parent_pid(process) not in pids]
+
+
+def _parent_pid(process: psutil.Process) -> int | None:
+    try:
+        return process.ppid()
+    except psutil.Error:
+        return None
 
