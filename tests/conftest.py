@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import threading
 from pathlib import Path
 
@@ -96,10 +95,10 @@ class ImagePrebuild:
     """The machine images, built in the background from the moment the tests are collected.
 
     Building them (Debian 12, Debian 13 and the Docker stand-ins) takes about
-    four minutes, mostly downloading and unpacking; the tests before the
-    first machine test keep the CPU busy meanwhile. A machine test that comes
-    first waits on the cache's lock, and a build that failed here is simply
-    tried again by the test, which then reports the error.
+    four minutes, mostly downloading and unpacking. The first machine test
+    waits on the cache's lock for Debian 12; the others are built while it
+    runs. A build that failed here is simply tried again by the test that
+    needs it, which then reports the error.
     """
 
     def __init__(self) -> None:
@@ -137,23 +136,48 @@ def machines_unusable() -> str | None:
     return None
 
 
+MACHINE_GROUP = "machines"
+
+
+def _uses_machines(item) -> bool:
+    return "machine_images" in getattr(item, "fixturenames", ())
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Two streams for `pytest -n 2 --dist loadgroup` (scripts/test.sh): the machine tests, which mostly
+    wait on a machine's apt and pip, in one; the rest, in the order they always ran, in the other.
+    Within a stream nothing runs beside anything else, as in a plain `pytest`."""
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(MACHINE_GROUP if _uses_machines(item) else "host"))
+
+
+def _images_folder(config) -> Path:
+    """One folder for the whole run: with xdist each worker's basetemp lies in the run's own."""
+    if KEPT_IMAGES:
+        return Path(KEPT_IMAGES)
+    base = config._tmp_path_factory.getbasetemp()
+    return (base.parent if hasattr(config, "workerinput") else base) / "machine-images"
+
+
 def pytest_collection_finish(session):
     if session.config.option.collectonly:
         return
-    if any("machine_images" in getattr(item, "fixturenames", ()) for item in session.items) \
-            and machines_unusable() is None:
-        PREBUILD.start(Path(KEPT_IMAGES) if KEPT_IMAGES else Path(tempfile.mkdtemp(prefix="labkit-machine-images-")))
+    if any(_uses_machines(item) for item in session.items) and machines_unusable() is None:
+        # Every worker starts it; the image cache's lock lets one build while the other waits.
+        PREBUILD.start(_images_folder(session.config))
 
 
 def pytest_sessionfinish(session):
     if PREBUILD.thread is not None:
         PREBUILD.thread.join()  # never remove a folder that debootstrap still writes to
-        if not KEPT_IMAGES:
-            shutil.rmtree(PREBUILD.folder, ignore_errors=True)
+    # The images go with the run: removed by the process that outlives every worker.
+    if not KEPT_IMAGES and not hasattr(session.config, "workerinput"):
+        shutil.rmtree(_images_folder(session.config), ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def machine_images(tmp_path_factory) -> Path:
+def machine_images(request) -> Path:
     """Where the machine backend's images are built: once per test run (in the background, see
     ImagePrebuild), fresh in CI. LABKIT_TEST_MACHINE_IMAGES names a folder to keep them in between
     runs (a developer's loop)."""
@@ -161,9 +185,7 @@ def machine_images(tmp_path_factory) -> Path:
         if os.geteuid() != 0:
             pytest.skip(problem)
         pytest.fail(problem, pytrace=False)
-    if PREBUILD.folder is not None:
-        return PREBUILD.folder
-    return Path(KEPT_IMAGES) if KEPT_IMAGES else tmp_path_factory.mktemp("machine-images")
+    return PREBUILD.folder or _images_folder(request.config)
 
 
 # Debian's Chromium, for the browser tests; Playwright never downloads one.
@@ -197,13 +219,20 @@ def browser():
 
 
 _MEASURED: list[str] = []
+MEASURED_KEY = "measured"
 
 
 @pytest.fixture
-def report():
+def report(request):
     """Record a line for CI's log (request counts, times); shown at the end of the run,
-    also when pytest captures the tests' output."""
-    return _MEASURED.append
+    also when pytest captures the tests' output. The line travels with the test's report,
+    so that under xdist it reaches the process that prints the summary."""
+    return lambda line: request.node.user_properties.append((MEASURED_KEY, line))
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "teardown":  # each phase's report carries all of the test's lines: take them once
+        _MEASURED.extend(value for key, value in report.user_properties if key == MEASURED_KEY)
 
 
 def pytest_terminal_summary(terminalreporter):
