@@ -149,7 +149,7 @@ def _where_both_engines_run(settings: Settings) -> Settings:
     from ._progress import tell
 
     chosen = backends.get(settings.backend)
-    if set(ENGINES) <= set(getattr(chosen, "engines", ("keras",))):
+    if set(ENGINES) <= set(chosen.engines):
         return settings
     tell(f"The {chosen.name} backend serves the model with Keras only, so the engines are compared on the "
          "local backend: the same workers, as processes on this computer.", settings.progress)

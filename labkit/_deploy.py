@@ -214,7 +214,7 @@ class Deployment:
             raise ScaleError(f"Cannot scale out to {vms!r} VMs: give a whole number, 0 or more.")
         started = time.perf_counter()
         with self._locked("scaling out"):
-            self._state = self._cloud_only("scale_out")(
+            self._state = self._vms("scale out").scale_out(
                 self._run, self._refresh(), vms, Progress(0, f"scaling out {self.name!r}", self._settings.progress),
                 workers_per_vm=workers_per_vm)
         return time.perf_counter() - started
@@ -224,17 +224,16 @@ class Deployment:
         name = image_name or f"{self.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         name = name if name.startswith("labkit-") else f"labkit-{name}"  # how `labkit cleanup` finds it
         with self._locked("baking an image of"):
-            return self._cloud_only("bake")(
+            return self._vms("bake").bake(
                 self._run, self._refresh(), name, Progress(0, f"baking {name!r}", self._settings.progress))
 
-    def _cloud_only(self, verb: str):
-        method = getattr(self.backend, verb, None)
-        if method is None:
+    def _vms(self, verb: str) -> backends.VMs:
+        if not isinstance(self.backend, backends.VMs):
             raise ConfigError(
-                f"The {self.backend.name} backend cannot {verb.replace('_', ' ')}: that needs VMs "
+                f"The {self.backend.name} backend cannot {verb}: that needs VMs "
                 "(the openstack backend). On one machine, use scale(n) to run more workers."
             )
-        return method
+        return self.backend
 
     def predict(self, rows: Sequence[Sequence[float]]):
         """Send rows of 8 values to ``/api/predict``; returns a table with the answers."""
@@ -432,7 +431,7 @@ def start_or_reuse(backend: "str | backends.Backend | None" = None, *, name: str
         settings = replace(settings, progress=progress)
     backend_impl = backend if backend is not None and not isinstance(backend, str) else backends.get(
         backend or settings.backend, template=template)
-    if settings.engine not in getattr(backend_impl, "engines", ("keras",)):
+    if settings.engine not in backend_impl.engines:
         raise ConfigError(
             f"The {backend_impl.name} backend serves the model with Keras only so far: "
             "deploy it with engine='keras' (or unset LABKIT_ENGINE)."

@@ -1,9 +1,11 @@
-"""Backends: where a deployment runs. Each implements ``base.Backend``."""
+"""Backends: where a deployment runs. Each implements ``base.Backend``, and some ``base.VMs`` or ``base.CICD``."""
 
 from __future__ import annotations
 
 from .._errors import ConfigError
-from .base import Backend
+from .base import CICD, VMs, Backend
+
+__all__ = ["Backend", "CICD", "VMs", "NAMES", "TEMPLATED", "get", "from_state"]
 
 NAMES = ("local", "openstack", "docker", "machine")
 TEMPLATED = ("openstack", "machine")  # the backends that boot a VM from a template of cloud-init/

@@ -1,23 +1,32 @@
-"""The one protocol every backend implements.
+"""The protocol every backend implements, and the capabilities only some have.
 
 A backend knows how to start the production server somewhere and how to
 change or stop it; everything it needs later goes into the state dict that
 labkit saves in the deployment's run directory. Talking to the running
 server (health, predictions) is the same for every backend and lives in
 ``labkit._deploy.Deployment``.
+
+What only some backends can do is a protocol of its own, checked with
+``isinstance``: ``VMs`` (more VMs, images), ``CICD`` (a pipeline's two
+sides). A backend has a capability by having its methods, nothing else.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from .._config import Settings
 from .._progress import Progress
 from .._state import RunDir
 
+if TYPE_CHECKING:
+    from ..cicd._hosts import Sides
+
 
 class Backend(Protocol):
     name: str
+    engines: tuple[str, ...]  # what its workers can serve the model with ("keras", "onnx")
 
     def plan_steps(self, workers: int) -> list[str]:
         """The titles of the steps ``up`` will run, for the progress display."""
@@ -39,3 +48,28 @@ class Backend(Protocol):
 
     def running(self, state: dict) -> bool:
         """Whether the deployment's processes are still there (for reattaching)."""
+
+
+@runtime_checkable
+class VMs(Protocol):
+    """A backend whose server is a VM: it can add worker VMs and snapshot the server into an image."""
+
+    def scale_out(self, run: RunDir, state: dict, vms: int, progress: Progress, workers_per_vm: int = 1) -> dict:
+        """Launch ``vms`` worker VMs that join the server's broker; return the new state."""
+
+    def bake(self, run: RunDir, state: dict, image_name: str, progress: Progress) -> dict:
+        """Snapshot the contextualized server into an image; return what describes it."""
+
+
+@runtime_checkable
+class CICD(Protocol):
+    """A backend on which the CI/CD exercise runs: where its two sides are, and a model switched in place."""
+
+    def prepare_cicd(self, run: RunDir, state: dict, settings: Settings, root: Path) -> Sides:
+        """Make the pipeline's sides ready (launch and install what they need); return them."""
+
+    def cicd_sides(self, run: RunDir, state: dict, settings: Settings, root: Path) -> Sides:
+        """The sides of a pipeline prepared already."""
+
+    def serve_model_from(self, run: RunDir, state: dict, pointer: Path) -> dict:
+        """Restart the workers, one at a time, on the model at ``pointer``; return the new state."""

@@ -347,19 +347,19 @@ class LocalBackend:
             if process["statename"] == "FATAL":
                 supervisor.start_program(process["name"])
 
-    def serve_model_from(self, run: RunDir, state: dict, model_dir: Path, timeout: float = 180) -> dict:
-        """Restart the workers one at a time with SERVER_MODEL_DIR=``model_dir`` (CI/CD's pointer).
+    def serve_model_from(self, run: RunDir, state: dict, pointer: Path, timeout: float = 180) -> dict:
+        """Restart the workers one at a time with SERVER_MODEL_DIR=``pointer`` (CI/CD's model folder).
 
         Each replacement answers before the worker it replaces stops (warm
         shutdown: its task in hand finishes, the tasks it prefetched go back
         to the queue), so requests in flight are not dropped.
         """
-        state["model_dir"] = str(model_dir)
+        state["model_dir"] = str(pointer)
         run.write(state)  # workers started later (scale) use the pointer too
         old = self._workers(state)
         for name in old:
             used = {int(n.split("-")[1]) for n in self._workers(state)}
-            state["programs"][f"worker-{min(set(range(1, len(used) + 2)) - used)}"] = {"model_dir": str(model_dir)}
+            state["programs"][f"worker-{min(set(range(1, len(used) + 2)) - used)}"] = {"model_dir": str(pointer)}
             self._apply(run, state)
             self._wait_for_workers(run, state, len(old) + 1, timeout)
             del state["programs"][name]

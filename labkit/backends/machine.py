@@ -65,6 +65,7 @@ DOCKER_SUITE = "trixie"  # Compose v2 in Debian's packages; Task 1 keeps the ima
 
 class MachineBackend:
     name = "machine"
+    engines = ("keras",)  # its templates install the Keras worker only, as the openstack backend's
 
     def __init__(self, template: str = "single-server"):
         if template not in TASKS:

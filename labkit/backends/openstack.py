@@ -112,6 +112,7 @@ class CloudSettings:
 
 class OpenStackBackend:
     name = "openstack"
+    engines = ("keras",)  # the VM templates install the Keras worker only
 
     def __init__(self, connect: Callable[[], object] | None = None, cloud_settings: CloudSettings | None = None):
         self._connect = connect

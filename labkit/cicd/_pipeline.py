@@ -27,6 +27,7 @@ from production_server.cicd.hooks import DEPLOY, GATE
 from production_server.cicd.setup import HOOK_TEXT
 from production_server.releases import HISTORY, Releases
 
+from ..backends import CICD
 from .._config import DEFAULT_NAME, Settings
 from .._deploy import _when
 from .._progress import tell
@@ -304,7 +305,7 @@ def init(name: str = DEFAULT_NAME, min_accuracy: float | None = None,
     """
     settings = settings or Settings.from_env()
     lab = attach_deployment(name, settings)
-    if not hasattr(lab.backend, "prepare_cicd"):
+    if not isinstance(lab.backend, CICD):
         raise CICDError(f"CI/CD is built for the local and OpenStack backends, not {lab.backend.name!r}: deploy "
                         "with one of those (`labkit up`, or `labkit up --backend openstack`) for this exercise.")
     if min_accuracy is not None and not 0 <= min_accuracy <= 1:
