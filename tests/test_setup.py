@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 import labkit
-from labkit import _checks, _userconfig, ui
+from labkit import _userconfig, ui
 from labkit.backends.openstack import CloudSettings
 
 
