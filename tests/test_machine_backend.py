@@ -10,7 +10,9 @@ it down and checks that nothing of it is left on the host.
 from __future__ import annotations
 
 import gzip
+import re
 import socket
+import subprocess
 import time
 
 import httpx
@@ -180,3 +182,21 @@ def test_cleanup_finds_a_machine_no_deployment_records_and_removes_it(machine_se
     finally:
         if crashed.running():  # the test failed before cleanup removed it
             crashed.destroy()
+
+
+def test_a_machine_leaves_the_lab_group_with_its_slot(machine_images):
+    """The next machine on a freed slot gets its address: it must not find the broker rule open to it."""
+    def group() -> set[str]:
+        listed = subprocess.run(["nft", "list", "set", "ip", network.TABLE, "lab_group"],
+                                capture_output=True, text=True).stdout
+        return set(re.findall(r"\d+\.\d+\.\d+\.\d+", listed))
+
+    first, second = network.attach(), network.attach()
+    try:
+        network.allow_broker(first.address)
+        network.allow_broker(second.address)
+        network.detach(first)
+        assert first.address not in group() and second.address in group()
+    finally:
+        network.detach(first)
+        network.detach(second)

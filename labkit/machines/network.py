@@ -17,6 +17,8 @@ The host's side plays the cloud's part, with one nftables table
   5100 only, and on 5672 from the machines of the lab's group
   (``allow_broker``); everything else towards a machine is dropped, from the
   host as from other machines. It is outside the machine, as a cloud's is.
+  The group is the host's (one lab per host, as on a student's computer), and
+  a machine leaves it with its slot, whose address the next machine gets.
 
 Every change happens under one lock (``/run/labkit-machines/lock``), since
 two deployments may start at once, and everything here is found again by
@@ -123,6 +125,9 @@ def links() -> list[Link]:
 
 
 def _remove(link: Link) -> None:
+    # The next machine on this slot gets the same address: it must not inherit a place in the group.
+    subprocess.run(["nft", "delete", "element", "ip", TABLE, "lab_group", f"{{ {link.address} }}"],
+                   capture_output=True)
     subprocess.run(["ip", "netns", "delete", link.netns], capture_output=True)
     subprocess.run(["ip", "link", "delete", link.host_interface], capture_output=True)  # if the netns was gone
     if not links():
