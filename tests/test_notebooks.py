@@ -119,34 +119,43 @@ EXPECTED = {
 }
 
 
-@pytest.mark.notebook
-@pytest.mark.slow
-@pytest.mark.timeout(900)
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_notebook_shows_what_a_student_should_see_and_leaves_nothing_running(path, tmp_path, model_dir, data_dir,
-                                                                              report):
+def run_and_check(path: Path, home: Path, env: dict[str, str], expected: list[tuple[str, str]], report,
+                  where: str = "") -> None:
+    """Run ``path`` as a student would, check what it shows, and leave nothing of it running."""
     import labkit
 
-    home = tmp_path / "home"
-    env = {key: value for key, value in os.environ.items() if not key.startswith("LABKIT_")}
-    env.update(CI_SETTINGS, LABKIT_HOME=str(home), LABKIT_MODEL_DIR=str(model_dir),
-               LABKIT_DATA_DIR=str(data_dir), LABKIT_CONFIG=str(tmp_path / "settings.json"))
     settings = labkit.Settings(home=home)
     try:
         started = time.perf_counter()
         notebook = execute(path, env)
-        report(f"notebook {path.name}: ran in a fresh kernel in {time.perf_counter() - started:.0f} s")
+        report(f"notebook {path.name}{where}: ran in a fresh kernel in {time.perf_counter() - started:.0f} s")
         left = labkit.deployments(settings)
         problems = notebook_outputs.problems(notebook) + [
             f"a chart was not drawn: {m}" for m in notebook_outputs.plots_not_drawn(notebook)]
         assert not problems, f"{path.name} shows what a student should not see:\n" + "\n".join(problems)
-        for source, text in EXPECTED[path.name]:
+        for source, text in expected:
             assert text in texts(notebook, source), f"{path.name}: the cell {source!r} does not show {text!r}"
         assert not left, f"The notebook left deployments running in {home}: {left}"
     finally:
         # Whatever happened, nothing outlives the test.
         for name in labkit.deployments(settings):
             labkit.attach(name, settings).destroy()
+
+
+def notebook_env(tmp_path: Path, model_dir: Path, data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("LABKIT_")}
+    env.update(CI_SETTINGS, LABKIT_HOME=str(tmp_path / "home"), LABKIT_MODEL_DIR=str(model_dir),
+               LABKIT_DATA_DIR=str(data_dir), LABKIT_CONFIG=str(tmp_path / "settings.json"), **extra)
+    return env
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_shows_what_a_student_should_see_and_leaves_nothing_running(path, tmp_path, model_dir, data_dir,
+                                                                              report):
+    run_and_check(path, tmp_path / "home", notebook_env(tmp_path, model_dir, data_dir), EXPECTED[path.name], report)
 
 
 @pytest.mark.notebook
