@@ -13,6 +13,7 @@ from ._deploy import Deployment, Status, attach, deploy, deployments
 from ._errors import (
     BenchmarkError,
     CICDError,
+    CleanupIncomplete,
     CloudError,
     ConfigError,
     DeployError,
@@ -43,6 +44,7 @@ __all__ = [
     "BenchmarkError",
     "Checks",
     "CICDError",
+    "CleanupIncomplete",
     "CloudError",
     "ConfigError",
     "DeployError",

@@ -10,7 +10,7 @@
 ``delete`` goes in the one order the cloud accepts: servers first (and waits
 until Nova no longer knows them), then floating IPs, then the security groups
 no server uses any more, then images. One item failing does not stop the
-others; the failures are listed together at the end, in a ``CloudError``
+others; the failures are listed together at the end, in a ``CleanupIncomplete`` (a ``CloudError``)
 whose ``outcome`` says what was deleted and what is left. Last, the local run
 directories of OpenStack deployments whose server is gone are removed, so
 ``labkit status`` shows no ghosts.
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from ._config import Settings
-from ._errors import CloudError, LabkitError
+from ._errors import CleanupIncomplete, LabkitError
 from ._state import RunDir, names
 from .backends.openstack_cloud import OWNER_KEY, LabResources
 
@@ -91,7 +91,7 @@ def delete(
     timeout: float = 300.0,
     poll: float = 2.0,
 ) -> Outcome:
-    """Delete ``resources`` (from ``find``) in a safe order; raise ``CloudError`` listing every failure."""
+    """Delete ``resources`` (from ``find``) in a safe order; raise ``CleanupIncomplete`` listing every failure."""
     settings = settings or Settings.from_env()
     outcome = Outcome()
 
@@ -175,13 +175,10 @@ def delete(
     )
     if outcome.failed:
         lines = "\n".join(f"  - the {kind} {name} ({item_id}): {why}" for kind, name, item_id, why in outcome.failed)
-        error = CloudError(
+        raise CleanupIncomplete(
             f"{len(outcome.failed)} of {len(outcome.failed) + len(outcome.deleted)} resources could not be "
             f"deleted and are still on the cloud:\n{lines}\nFix what the messages say, then run "
-            "`labkit cleanup` again."
-        )
-        error.outcome = outcome  # what was deleted and what is left, for a notebook
-        raise error
+            "`labkit cleanup` again.", outcome)
     return outcome
 
 

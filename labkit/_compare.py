@@ -27,7 +27,8 @@ from ._sweep import worker_rss_mb
 if TYPE_CHECKING:
     import pandas as pd
 
-# Issue 4: seconds until the scaled-up workers answer, and how much less memory onnx should need.
+# The targets the comparison is judged by: seconds until the scaled-up workers answer, and how much
+# less memory onnx should need.
 SCALE_UP_LIMIT_S = {"keras": 10.0, "onnx": 3.0}
 RSS_RATIO_TARGET = 3.0
 

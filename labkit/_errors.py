@@ -5,8 +5,10 @@
     ├── DeployError            a deployment could not be started
     │   ├── DeploymentBusy         another labkit command held the deployment for longer than we waited
     │   ├── PrerequisiteMissing    a program or the trained model is not there
-    │   └── CloudError             the OpenStack cloud refused or failed a request
-    │       └── QuotaError             the project's quota (servers, cores, floating IPs...) is used up
+    │   ├── CloudError             the OpenStack cloud refused or failed a request
+    │   │   ├── QuotaError             the project's quota (servers, cores, floating IPs...) is used up
+    │   │   └── CleanupIncomplete      `labkit cleanup` could not delete everything (``outcome`` says what)
+    │   └── MachineError           a local machine (the machine backend) could not be built, booted or reached
     ├── NotDeployed            no deployment by that name is running
     ├── ServerNotReady         the server does not answer, or has no worker
     ├── ScaleError             workers could not be added or removed
@@ -64,6 +66,14 @@ class CloudError(DeployError):
 
 class QuotaError(CloudError):
     pass
+
+
+class CleanupIncomplete(CloudError):
+    """Some deletes failed; ``outcome`` (a ``labkit._cleanup.Outcome``) lists what was deleted and what is left."""
+
+    def __init__(self, message: str, outcome: object):
+        super().__init__(message)
+        self.outcome = outcome
 
 
 class MachineError(DeployError):

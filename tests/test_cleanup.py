@@ -114,7 +114,7 @@ def test_one_failing_delete_still_deletes_the_others_and_is_reported(cloud, sett
         return really_delete(image_id)
 
     monkeypatch.setattr(cloud, "delete_image", refuse_one)
-    with pytest.raises(labkit.CloudError, match=r"1 of 4 resources could not be deleted") as caught:
+    with pytest.raises(labkit.CleanupIncomplete, match=r"1 of 4 resources could not be deleted") as caught:
         _cleanup.delete(cloud, _cleanup.find(cloud, OWNER), say=lambda _: None, settings=settings, poll=0)
 
     assert f"the image labkit-protected ({keep}): Deleting the image failed" in str(caught.value)

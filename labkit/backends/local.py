@@ -296,7 +296,7 @@ class LocalBackend:
         ]
 
     @staticmethod
-    def _procs(state: dict, prefix: str = "") -> list[_procs.Proc]:
+    def _recorded_procs(state: dict, prefix: str = "") -> list[_procs.Proc]:
         return [_procs.Proc.from_dict(p) for p in state["processes"] if p["role"].startswith(prefix)]
 
     def _workers(self, state: dict) -> list[str]:
@@ -304,7 +304,7 @@ class LocalBackend:
 
     def _check_programs(self, run: RunDir, state: dict) -> None:
         """Raise if supervisord is gone, or gave up on a program that kept dying as it started."""
-        if not all(p.alive() for p in self._procs(state, "supervisord")):
+        if not all(p.alive() for p in self._recorded_procs(state, "supervisord")):
             raise DeployError(f"The deployment's supervisord stopped; the end of {run.logs / 'supervisord.log'}:\n"
                               f"{_procs.tail(run.logs / 'supervisord.log')}\nRun `labkit down`, then `labkit up`.")
         for process in self._supervisor(state).info() or []:
@@ -386,7 +386,7 @@ class LocalBackend:
     # -- look -------------------------------------------------------------
     def processes(self, state: dict) -> list[dict]:
         """One row per process: supervisord, then its programs as it sees them (state: running, starting...)."""
-        recorded = self._procs(state)
+        recorded = self._recorded_procs(state)
         if "supervisor" not in state:
             return [_recorded_row(proc) for proc in recorded]
         out = [_recorded_row(proc, own=True) for proc in recorded if proc.role == "supervisord"]
@@ -401,7 +401,7 @@ class LocalBackend:
     def running(self, state: dict) -> bool:
         if "supervisor" not in state:
             return False
-        root = self._procs(state, "supervisord")
+        root = self._recorded_procs(state, "supervisord")
         if not root or not all(p.alive() for p in root):
             return False
         up = {p["name"] for p in self._supervisor(state).info() or [] if p["statename"] in STATES_UP}
@@ -425,9 +425,9 @@ class LocalBackend:
     def down(self, run: RunDir, state: dict) -> None:
         # All at once: a notebook kernel shutting down gives us only seconds (supervisord's own
         # shutdown stops its programs one after the other). Workers still finish the task in hand.
-        if "supervisor" in state and all(p.alive() for p in self._procs(state, "supervisord")):
+        if "supervisor" in state and all(p.alive() for p in self._recorded_procs(state, "supervisord")):
             self._supervisor(state).stop_all_programs()
-        _procs.stop_all(self._procs(state), timeout=20)
+        _procs.stop_all(self._recorded_procs(state), timeout=20)
         # Whatever the records missed: a program restarted after the last record, whose
         # supervisord was killed. Each runs in the run directory.
         if run.path.is_dir():
