@@ -99,6 +99,13 @@ def test_nginx_in_front_keeps_slow_clients_from_starving_the_server(lab, report)
     answered_in_a_crowd(lab.url, machine.address, 5100, 100, "slow headers", report, where="machine, ")
 
 
+def test_cleanup_names_the_deployments_machine_and_leaves_it(lab):
+    machine = machine_of(lab)
+    assert machine.name not in [leftover.name for leftover in cleanup.find()]
+    assert [(m.name, m.detail) for m in cleanup.owned() if m.name == machine.name] == \
+        [(machine.name, str(machine.folder.parent))]
+
+
 def test_scale_goes_through_the_machines_systemd_over_ssh(lab):
     lab.scale(3)
     assert lab.status().workers == 3

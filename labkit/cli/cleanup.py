@@ -44,9 +44,12 @@ def command(yes: bool, all_owners: bool, machines: bool) -> None:
 def _machines(yes: bool) -> None:
     from ..machines import cleanup
 
-    found = cleanup.find()
+    found, owned = cleanup.find(), cleanup.owned()
+    for machine in owned:
+        click.echo(f"Kept: {machine.name}, recorded in {machine.detail}: `labkit down` of that deployment "
+                   "stops it.")
     if not found:
-        click.echo("No machine or namespace of the lab is left on this host.")
+        click.echo("No machine or namespace that a crash left is on this host.")
         return
     for leftover in found:
         click.echo(f"{leftover.kind:10} {leftover.name:24} {leftover.detail}")
@@ -55,4 +58,4 @@ def _machines(yes: bool) -> None:
         return
     for leftover in found:
         cleanup.remove(leftover)
-    click.echo(f"Removed {len(found)}; no machine of the lab's is left on this host.")
+    click.echo(f"Removed {len(found)}; no machine or namespace that a crash left is on this host.")

@@ -34,7 +34,18 @@ class Leftover:
 
 
 def find() -> list[Leftover]:
+    """What a crash left: machines no state records, and lab namespaces no machine uses."""
+    return _survey()[0]
+
+
+def owned() -> list[Leftover]:
+    """The machines a deployment records: not left over (``labkit down`` stops them), but worth naming."""
+    return _survey()[1]
+
+
+def _survey() -> tuple[list[Leftover], list[Leftover]]:
     found: list[Leftover] = []
+    recorded: list[Leftover] = []
     used_netns: set[str] = set()
     for process in running_machines():
         args = process.info.get("cmdline") or process.cmdline()
@@ -42,15 +53,17 @@ def find() -> list[Leftover]:
         netns = option.get("--network-namespace-path", "").rsplit("/", 1)[-1]
         used_netns.add(netns)
         folder = Path(option.get("--directory", "")).parent
+        name = option.get("--machine", "?")
         if _recorded(folder, process):
+            recorded.append(Leftover("machine", name, str(folder.parent), folder=folder))
             continue
         link = next((link for link in network.links() if link.netns == netns), None)
-        found.append(Leftover("machine", option.get("--machine", "?"), f"{folder} (no deployment records it)",
+        found.append(Leftover("machine", name, f"{folder} (no deployment records it)",
                               process=process, link=link, folder=folder))
     for link in network.links():
         if link.netns not in used_netns:
             found.append(Leftover("namespace", link.netns, f"{link.address}, no machine in it", link=link))
-    return found
+    return found, recorded
 
 
 def remove(leftover: Leftover) -> None:
