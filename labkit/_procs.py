@@ -191,9 +191,13 @@ def unix_socket_answers(path: Path) -> bool:
         return True
 
 
-def wait_until(predicate, timeout: float, interval: float = 0.2) -> bool:
+def wait_until(predicate, timeout: float, interval: float = 0.2, abort=None) -> bool:
+    """True once ``predicate()`` holds, False after ``timeout`` seconds. ``abort()``, called before each
+    try, raises to stop the wait early: a process that died will not come up by waiting longer."""
     deadline = time.monotonic() + timeout
     while True:
+        if abort is not None:
+            abort()
         if predicate():
             return True
         if time.monotonic() >= deadline:

@@ -20,7 +20,6 @@ import glob
 import os
 import secrets
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -164,16 +163,15 @@ class Node:
         return proc
 
     def wait_ready(self, node_proc: _procs.Proc, log: Path, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def died() -> None:
             if not node_proc.alive():
                 raise DeployError(
                     f"RabbitMQ stopped while starting; the end of its log ({log}):\n{_procs.tail(log)}\n"
                     "Fix what it says, then run `labkit up` again."
                 )
-            if self.accepts_login():
-                return
-            time.sleep(0.25)
+
+        if _procs.wait_until(self.accepts_login, timeout, 0.25, abort=died):
+            return
         raise DeployError(
             f"RabbitMQ did not accept connections within {timeout:.0f} s; see {log}. "
             "Run `labkit down`, then `labkit up` again."

@@ -25,7 +25,6 @@ import os
 import shlex
 import sys
 import tempfile
-import time
 import xmlrpc.client
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -154,14 +153,13 @@ class Supervisor:
         self.socket.unlink(missing_ok=True)  # left by a supervisord that was killed
         cmd = [sys.executable, "-m", "supervisor.supervisord", "-n", "-c", str(self.conf)]
         proc = _procs.spawn("supervisord", cmd, env, self.log, cwd=self.folder)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def died() -> None:
             if not proc.alive():
                 raise DeployError(f"supervisord stopped while starting; the end of {self.log}:\n"
                                   f"{_procs.tail(self.log)}\nFix what it says, then run `labkit up` again.")
-            if self.answers():
-                return proc
-            time.sleep(0.1)
+
+        if _procs.wait_until(self.answers, timeout, 0.1, abort=died):
+            return proc
         _procs.stop(proc)
         raise DeployError(f"supervisord did not answer within {timeout:.0f} s; see {self.log}. "
                           "Run `labkit down`, then `labkit up` again.")

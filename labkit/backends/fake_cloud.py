@@ -32,7 +32,6 @@ import subprocess
 import sys
 import tarfile
 import threading
-import time
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -389,13 +388,18 @@ class FakeCloud:
         """What the template waits for in the journal: each worker's " ready." line."""
         run = self._run(server_id)
         procs = [_procs.Proc.from_dict(p) for p in run.read()["processes"]]
-        deadline = time.monotonic() + WORKER_READY_TIMEOUT
-        while not all(" ready." in _procs.tail(run.logs / f"{p.role}.log", 200) for p in procs):
-            dead = [p.role for p in procs if not p.alive()]
-            if dead or time.monotonic() > deadline:
-                raise DeployError(f"{', '.join(dead) or 'the workers'} did not reach the broker: "
-                                  + _procs.tail(run.logs / f"{(dead or [procs[0].role])[0]}.log", 5))
-            time.sleep(0.2)
+
+        def unreachable(dead: list[str]) -> DeployError:
+            return DeployError(f"{', '.join(dead) or 'the workers'} did not reach the broker: "
+                               + _procs.tail(run.logs / f"{(dead or [procs[0].role])[0]}.log", 5))
+
+        def died() -> None:
+            if dead := [p.role for p in procs if not p.alive()]:
+                raise unreachable(dead)
+
+        if not _procs.wait_until(lambda: all(" ready." in _procs.tail(run.logs / f"{p.role}.log", 200) for p in procs),
+                                 WORKER_READY_TIMEOUT, abort=died):
+            raise unreachable([])
 
     def services(self, server_id: str) -> "FakeServices":
         """What SSH and systemd are on a real VM: here, the local deployment behind the server."""

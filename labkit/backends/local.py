@@ -201,11 +201,13 @@ class LocalBackend:
         node = Node(**state["broker"]["node"])
         deadline = time.monotonic() + timeout
         proc = None
-        while proc is None and time.monotonic() < deadline:
-            self._check_programs(run, state)
+
+        def started() -> bool:
+            nonlocal proc
             proc = self._program_proc(state, "rabbitmq")
-            time.sleep(0.1)
-        if proc is None:
+            return proc is not None
+
+        if not _procs.wait_until(started, timeout, 0.1, abort=lambda: self._check_programs(run, state)):
             raise DeployError(f"supervisord did not start RabbitMQ within {timeout:.0f} s; see "
                               f"{run.logs / 'supervisord.log'}. Run `labkit down`, then `labkit up` again.")
         node.wait_ready(proc, run.logs / "rabbitmq.log", max(1.0, deadline - time.monotonic()))
@@ -245,13 +247,9 @@ class LocalBackend:
                           "took each one as it started. Set LABKIT_PORT to another first port.")
 
     def _wait_until(self, run: RunDir, state: dict, predicate, what: str, log: Path, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() >= deadline:
-                raise DeployError(f"{what} within {timeout:.0f} s; the end of {log}:\n{_procs.tail(log)}\n"
-                                  "Run `labkit down`, then `labkit up` again.")
-            self._check_programs(run, state)
-            time.sleep(0.1)
+        if not _procs.wait_until(predicate, timeout, 0.1, abort=lambda: self._check_programs(run, state)):
+            raise DeployError(f"{what} within {timeout:.0f} s; the end of {log}:\n{_procs.tail(log)}\n"
+                              "Run `labkit down`, then `labkit up` again.")
 
     def _proxy_listens(self, run: RunDir, state: dict, log: Path, offset: int) -> bool:
         """True once nginx listens on the port; False if another program has it."""
