@@ -10,7 +10,6 @@ a password typed here stays in this kernel's memory only.
 from __future__ import annotations
 
 import html
-import os
 from dataclasses import replace
 from typing import Callable
 
@@ -21,22 +20,22 @@ from ._config import Settings
 from ._display import EMPTY, Sentence, Table
 from ._errors import LabkitError
 
-BACKENDS = ("local", "docker", "openstack", "machine")
-
-
 def available_backends() -> tuple[str, ...]:
     """The backends this host can run: the machine backend only with root and its tools."""
     from . import machines
+    from .backends import NAMES
 
-    return tuple(b for b in BACKENDS if b != "machine" or not machines.missing())
+    return tuple(b for b in NAMES if b != "machine" or not machines.missing())
 
 
-CLOUD_FIELDS = {  # saved variable -> (label, default)
-    "LABKIT_OS_IMAGE": ("Image", "Ubuntu 24.04"),
-    "LABKIT_OS_FLAVOR": ("Flavor", "m1.medium"),
-    "LABKIT_OS_NETWORK": ("Network", ""),
-    "LABKIT_OS_KEYPAIR": ("Key pair", "labkit"),
-}
+def _cloud_fields() -> dict[str, tuple[str, str]]:
+    """Saved variable -> (label, default); the defaults are the openstack backend's own."""
+    from .backends.openstack import CloudSettings
+
+    defaults = CloudSettings()
+    return {"LABKIT_OS_IMAGE": ("Image", defaults.image), "LABKIT_OS_FLAVOR": ("Flavor", defaults.flavor),
+            "LABKIT_OS_NETWORK": ("Network", defaults.network or ""),
+            "LABKIT_OS_KEYPAIR": ("Key pair", defaults.keypair)}
 STYLE = {"description_width": "110px"}
 
 
@@ -77,7 +76,7 @@ class SetupForm:
         self.fields = {
             name: w.Combobox(value=env.get(name, default), options=[env.get(name, default)] if env.get(name, default)
                              else [], description=label, ensure_option=False, style=STYLE)
-            for name, (label, default) in CLOUD_FIELDS.items()
+            for name, (label, default) in _cloud_fields().items()
         }
         self.message = w.HTML()
         buttons = [("Load choices from the cloud", self.load_choices), ("Test", self.test),
@@ -126,7 +125,7 @@ class SetupForm:
     def load_choices(self) -> dict[str, list[str]]:
         """Fill the image, flavor, network and key pair lists from the cloud itself."""
         choices = self._cloud().choices()
-        for name, key in zip(CLOUD_FIELDS, ("images", "flavors", "networks", "keypairs")):
+        for name, key in zip(_cloud_fields(), ("images", "flavors", "networks", "keypairs")):
             field = self.fields[name]
             field.options = tuple(choices.get(key, []))
             if choices.get(key) and field.value not in choices[key]:
@@ -183,16 +182,18 @@ def _typed(default, raw: str):
 class Params:
     """A few named inputs with defaults, e.g. ``ui.params("train", epochs=150, hidden="12,8")``.
 
-    ``LABKIT_TRAIN_EPOCHS=5`` (the prefix upper-cased, then the name)
-    overrides a default, which is how CI runs a notebook quickly.
+    ``LABKIT_TRAIN_EPOCHS=5`` (the prefix upper-cased, then the name), in the
+    environment or the settings file, overrides a default, which is how CI
+    runs a notebook quickly.
     """
 
     def __init__(self, prefix: str, **defaults) -> None:
         self.prefix = prefix
         self.inputs: dict[str, w.Widget] = {}
+        saved = _userconfig.environ()  # the settings file, overlaid by the environment, as Settings reads them
         for name, default in defaults.items():
             variable = f"LABKIT_{prefix}_{name}".upper()
-            value = _typed(default, os.environ[variable]) if os.environ.get(variable) else default
+            value = _typed(default, saved[variable]) if saved.get(variable) else default
             kind = (w.Checkbox if isinstance(value, bool) else w.IntText if isinstance(value, int)
                     else w.FloatText if isinstance(value, float) else w.Text)
             self.inputs[name] = kind(value=value, description=name.replace("_", " "), style=STYLE)

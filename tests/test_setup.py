@@ -233,6 +233,21 @@ def test_params_take_defaults_and_environment_overrides(monkeypatch):
     assert form["seed"] == 11
 
 
+def test_params_read_the_settings_file_too_and_the_environment_wins(config_file, monkeypatch):
+    _userconfig.save({"LABKIT_TRAIN_EPOCHS": "20", "LABKIT_TRAIN_SEED": "3"})
+    monkeypatch.setenv("LABKIT_TRAIN_SEED", "9")
+    assert ui.params("train", epochs=150, seed=7).value == {"epochs": 20, "seed": 9}
+
+
+def test_the_forms_cloud_defaults_are_the_openstack_backends_own(config_file, monkeypatch):
+    monkeypatch.delenv("OS_CLOUD", raising=False)
+    form = ui.setup_form()
+    defaults = CloudSettings()
+    assert form.fields["LABKIT_OS_IMAGE"].value == defaults.image
+    assert form.fields["LABKIT_OS_FLAVOR"].value == defaults.flavor
+    assert form.fields["LABKIT_OS_KEYPAIR"].value == defaults.keypair
+
+
 def test_the_test_button_names_what_the_chosen_backend_lacks(config_file, settings, monkeypatch):
     monkeypatch.setenv("LABKIT_MODEL_DIR", str(settings.model_dir))
     monkeypatch.setenv("LABKIT_DATA_DIR", str(settings.data_dir))
