@@ -45,7 +45,7 @@ def train(
 
 def model_card(model_dir: Path | None = None, settings: Settings | None = None):
     """The trained model at a glance, as a two-column table: version, accuracy, how it was trained."""
-    from production_server.model import read_metadata
+    from production_server.inference import read_metadata
 
     model_dir = Path(model_dir or (settings or Settings.from_env()).model_dir)
     try:

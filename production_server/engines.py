@@ -4,17 +4,22 @@ Both serve the same trained model (the same ``version``): ``model.onnx`` is
 exported from ``model.keras`` at training time and checked to give the same
 probabilities. The ONNX path never imports TensorFlow or Keras: importing
 TensorFlow costs a worker 2-4 s at start and about 0.5 GB of memory, ONNX
-Runtime about 0.2 s and under 60 MB. Heavy imports stay inside the loaders.
+Runtime about 0.2 s and under 60 MB. The Keras engine alone imports ``model`` (training's side), inside its loader.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from . import ConfigurationError, model
+from . import inference
+from .config import ConfigurationError
+from .inference import OnnxModel
+
+if TYPE_CHECKING:
+    from .model import TrainedModel
 
 ENGINES = ("keras", "onnx")
 DEFAULT = "keras"
@@ -54,38 +59,18 @@ class _Served:
 class KerasEngine(_Served):
     name = "keras"
 
-    def __init__(self, trained: model.TrainedModel) -> None:
+    def __init__(self, trained: TrainedModel) -> None:
         super().__init__(trained.metadata)
         self.trained = trained
 
     @classmethod
     def load(cls, model_dir: Path) -> "KerasEngine":
+        from . import model  # training's module, and Keras with it: for this engine only
+
         return cls(model.load(model_dir))
 
     def predict_proba(self, rows: Any) -> np.ndarray:
-        return model.predict_proba(self.trained.model, rows)
-
-
-class OnnxModel:
-    """An ONNX Runtime session for the exported network (also used to check the export)."""
-
-    def __init__(self, onnx_bytes: bytes) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        # One thread: the network is a few hundred multiply-adds, and ONNX
-        # Runtime's default pool (one spinning thread per core) would compete
-        # with the web server and RabbitMQ on a 2-core machine for nothing.
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # errors only: no optimizer chatter in the worker log
-        self.session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
-        self.properties = dict(self.session.get_modelmeta().custom_metadata_map)
-
-    def predict_proba(self, rows: Any) -> np.ndarray:
-        (probabilities,) = self.session.run(None, {self.input_name: model.as_batch(rows)})
-        return np.asarray(probabilities, dtype=np.float64).reshape(-1)
+        return inference.predict_proba(self.trained.model, rows)
 
 
 class OnnxEngine(_Served):
@@ -97,11 +82,11 @@ class OnnxEngine(_Served):
 
     @classmethod
     def load(cls, model_dir: Path) -> "OnnxEngine":
-        metadata = model.read_metadata(model_dir)
-        path = Path(model_dir) / model.ONNX_FILE
+        metadata = inference.read_metadata(model_dir)
+        path = Path(model_dir) / inference.ONNX_FILE
         if not path.is_file():
             raise FileNotFoundError(
-                f"No {model.ONNX_FILE} in {model_dir}: the model was trained before the ONNX engine existed. "
+                f"No {inference.ONNX_FILE} in {model_dir}: the model was trained before the ONNX engine existed. "
                 "Run `labkit train` again, or serve it with SERVER_MODEL_ENGINE=keras."
             )
         onnx_model = OnnxModel(path.read_bytes())

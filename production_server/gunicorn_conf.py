@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 
-from production_server import DEFAULTS
+from production_server.config import DEFAULTS
 
 limit_request_line = 8190  # gunicorn's maximum
 limit_request_fields = 32768  # its maximum; nginx's 16 KiB hold fewer

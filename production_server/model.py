@@ -1,8 +1,9 @@
-"""The diabetes classifier: train it, save it with its metadata, load it, run it.
+"""The diabetes classifier: train it, save it with its metadata, load it into Keras.
 
-TensorFlow is imported inside the functions that need it: the web process
-imports this module (through the tasks) and must stay light, and so must a
-worker that serves the ONNX export (``engines.py``, ``onnx_export.py``).
+Training's side only; what serving needs (the files, the batch, the ONNX
+session) is in ``inference``, which never imports TensorFlow. Keras is
+still imported inside the functions that use it, so that importing this
+module (the CI/CD gate, labkit) stays quick.
 """
 
 from __future__ import annotations
@@ -19,11 +20,8 @@ from typing import Any
 import numpy as np
 
 from . import data as pima
+from .inference import METADATA_FILE, MODEL_FILE, N_FEATURES, ONNX_FILE, read_metadata
 
-MODEL_FILE = "model.keras"
-ONNX_FILE = "model.onnx"
-METADATA_FILE = "metadata.json"
-N_FEATURES = len(pima.FEATURES)
 
 
 @dataclass(frozen=True)
@@ -148,16 +146,6 @@ def _write_whole(path: Path, content: bytes) -> None:
     os.replace(tmp, path)
 
 
-def read_metadata(model_dir: Path) -> dict:
-    path = Path(model_dir) / METADATA_FILE
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(
-            f"No trained model in {model_dir}: run `labkit train` (or set SERVER_MODEL_DIR)."
-        ) from None
-
-
 def load(model_dir: Path) -> TrainedModel:
     import keras
 
@@ -167,15 +155,3 @@ def load(model_dir: Path) -> TrainedModel:
     return TrainedModel(model, metadata, onnx_path.read_bytes() if onnx_path.is_file() else None)
 
 
-def as_batch(rows) -> np.ndarray:
-    """Rows of 8 values (or one flat row) as the float32 batch both engines take."""
-    return np.asarray(rows, dtype=np.float32).reshape(-1, N_FEATURES)
-
-
-def predict_proba(model, rows) -> np.ndarray:
-    """Probabilities for a batch of rows.
-
-    ``predict_on_batch`` runs the compiled graph once (about 0.4 ms here);
-    ``model.predict`` builds a data pipeline on every call (about 45 ms).
-    """
-    return np.asarray(model.predict_on_batch(as_batch(rows)), dtype=np.float64).reshape(-1)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from . import model
+from . import inference
 
 OPSET = 17
 # ONNX Runtime refuses models whose IR version is newer than it knows; the
@@ -71,7 +71,7 @@ def convert(keras_model: Any, version: str) -> bytes:
 
     graph = helper.make_graph(
         nodes, keras_model.name,
-        inputs=[helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, [None, model.N_FEATURES])],
+        inputs=[helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, [None, inference.N_FEATURES])],
         outputs=[helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, [None, 1])],
         initializer=weights,
     )
@@ -96,10 +96,8 @@ def _epsilon() -> float:
 
 def difference(keras_model: Any, onnx_bytes: bytes, rows: np.ndarray) -> float:
     """The largest absolute difference between the two engines' probabilities on ``rows``."""
-    from .engines import OnnxModel
-
-    ours = OnnxModel(onnx_bytes).predict_proba(rows)
-    theirs = model.predict_proba(keras_model, rows)
+    ours = inference.OnnxModel(onnx_bytes).predict_proba(rows)
+    theirs = inference.predict_proba(keras_model, rows)
     return float(np.max(np.abs(ours - theirs)))
 
 
@@ -123,7 +121,7 @@ def export(keras_model: Any, version: str, rows: np.ndarray) -> tuple[bytes, dic
     onnx_bytes = convert(keras_model, version)
     worst = check(keras_model, onnx_bytes, rows)
     return onnx_bytes, {
-        "file": model.ONNX_FILE,
+        "file": inference.ONNX_FILE,
         "opset": OPSET,
         "max_abs_difference": worst,
         "checked_rows": int(len(rows)),

@@ -18,7 +18,7 @@ import numpy as np
 from celery import shared_task
 from flask import current_app
 
-from . import engines, model, releases
+from . import engines, inference, releases
 
 
 @lru_cache(maxsize=1)
@@ -26,7 +26,7 @@ def _load(model_dir: str, engine: str) -> engines.Engine:
     served = engines.load(Path(model_dir), engine)
     # The first call traces Keras' graph (~70 ms) or sets up ONNX Runtime's
     # buffers; pay for it now, not in a request.
-    served.predict_proba(np.zeros((1, model.N_FEATURES)))
+    served.predict_proba(np.zeros((1, inference.N_FEATURES)))
     return served
 
 
@@ -73,6 +73,8 @@ def noop() -> None:
 @shared_task(name="lab.predict_reload")
 def predict_reload(rows: list[list[float]]) -> dict:
     """The original lab's design, kept as the baseline for `labkit bench`."""
+    from . import model  # Keras, as the original loads it on every request
+
     trained = model.load(Path(current_app.config["MODEL_DIR"]))
     batch = np.asarray(rows, dtype=np.float32)
     probabilities = np.asarray(trained.model.predict(batch, verbose=0)).reshape(-1)

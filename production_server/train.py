@@ -10,7 +10,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from . import default_model_dir, model, onnx_export  # noqa: E402
+from . import model, onnx_export  # noqa: E402
+from .config import default_model_dir  # noqa: E402
 
 
 def parse_hidden(text: str) -> tuple[int, ...]:

@@ -128,8 +128,8 @@ def test_the_release_is_the_server_and_the_model_and_runs(model_dir, tmp_path):
             "production_server/__init__.py", "production_server/worker.py"} <= set(names)
     assert not any("__pycache__" in n or "vendor" in n for n in names)
     # The unpacked code imports and loads the unpacked model, as the VM's services will.
-    code = ("from production_server import model; m = model.load('model'); "
-            "print(m.version, model.predict_proba(m.model, [[1, 85, 66, 29, 0, 26.6, 0.351, 31]])[0])")
+    code = ("from production_server import engines; e = engines.load('model', 'keras'); "
+            "print(e.version, e.predict_proba([[1, 85, 66, 29, 0, 26.6, 0.351, 31]])[0])")
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
                           env={"PYTHONPATH": str(tmp_path), "TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr[-2000:]

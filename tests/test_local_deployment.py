@@ -18,7 +18,7 @@ import labkit
 from labkit import _procs
 from labkit._deploy import _when
 from production_server import data as pima
-from production_server import model
+from production_server import inference, model
 
 pytestmark = pytest.mark.slow
 
@@ -53,7 +53,7 @@ def test_up_predict_scale_down(deployment_factory, model_dir, data_dir, monkeypa
     rows = pima.load().features[:25].tolist()
     answer = lab.predict(rows)
     trained = model.load(model_dir)
-    expected = model.predict_proba(trained.model, rows)
+    expected = inference.predict_proba(trained.model, rows)
     # The table shows three places (what a reader compares); the raw answer has them all.
     np.testing.assert_allclose(answer["probability"], expected, atol=5e-4 + 1e-6)
     np.testing.assert_allclose(lab.post_predict(rows)["probabilities"], expected, atol=1e-6)

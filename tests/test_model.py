@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from production_server import data as pima
-from production_server import model
+from production_server import inference, model
 
 EPOCHS = 3
 
@@ -78,7 +78,7 @@ def test_version_is_the_content_version(trained):
 
 
 def test_predict_proba_shape_and_range(trained, dataset):
-    probabilities = model.predict_proba(trained.model, dataset.features[:17])
+    probabilities = inference.predict_proba(trained.model, dataset.features[:17])
     assert probabilities.shape == (17,)
     assert probabilities.dtype == np.float64
     assert np.all((probabilities >= 0.0) & (probabilities <= 1.0))
@@ -87,11 +87,11 @@ def test_predict_proba_shape_and_range(trained, dataset):
 
 def test_predict_proba_accepts_lists_and_a_single_row(trained, dataset):
     row = [6, 148, 72, 35, 0, 33.6, 0.627, 50]
-    one = model.predict_proba(trained.model, [row])
+    one = inference.predict_proba(trained.model, [row])
     assert one.shape == (1,)
-    flat = model.predict_proba(trained.model, row)  # reshaped to one row of 8
+    flat = inference.predict_proba(trained.model, row)  # reshaped to one row of 8
     np.testing.assert_array_equal(one, flat)
-    np.testing.assert_allclose(one, model.predict_proba(trained.model, dataset.features[:1]), rtol=1e-6)
+    np.testing.assert_allclose(one, inference.predict_proba(trained.model, dataset.features[:1]), rtol=1e-6)
 
 
 def test_saved_files(saved, trained):
@@ -106,8 +106,8 @@ def test_save_load_roundtrip_gives_identical_probabilities(saved, trained, datas
     assert loaded.metadata == trained.metadata
     assert loaded.version == trained.version
     np.testing.assert_array_equal(
-        model.predict_proba(loaded.model, dataset.features),
-        model.predict_proba(trained.model, dataset.features),
+        inference.predict_proba(loaded.model, dataset.features),
+        inference.predict_proba(trained.model, dataset.features),
     )
 
 

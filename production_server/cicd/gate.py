@@ -63,7 +63,7 @@ def judge(folder: Path, min_accuracy: float, engine: str = "keras") -> Verdict:
     import numpy as np
 
     from production_server import data as pima
-    from production_server import engines, model
+    from production_server import engines, inference, model
 
     try:
         metadata = model.read_metadata(folder)
@@ -86,7 +86,7 @@ def judge(folder: Path, min_accuracy: float, engine: str = "keras") -> Verdict:
                               f"(at least {MIN_TEST_FRACTION:g})", version)
     _, held_out = pima.split(pima.load(), fraction, int(params.get("seed", model.TrainParams.seed)))
     try:
-        probabilities = model.predict_proba(trained.model, held_out.features)
+        probabilities = inference.predict_proba(trained.model, held_out.features)
     except Exception as exc:  # noqa: BLE001 - same: a model that cannot run is the verdict
         return Verdict(False, f"the model fails on the held-out rows ({type(exc).__name__}: {str(exc)[:160]})",
                        version)

@@ -1,0 +1,89 @@
+"""What imports what: production_server has no import cycle, and labkit stays light.
+
+An ONNX worker stays free of TensorFlow because its modules never import
+``model`` (training's side), not because someone remembered to import
+lazily; the graph below includes the imports inside functions, which run
+as surely as the others, only later.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGE = REPO / "production_server"
+
+
+def module_name(path: Path) -> str:
+    return ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+
+
+def imports_of(path: Path, modules: set[str]) -> set[str]:
+    """The package's modules that ``path`` imports anywhere in its code (a name from a package is the package)."""
+    here = module_name(path)
+    package = here if path.name == "__init__.py" else here.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package
+                for _ in range(node.level - 1):
+                    base = base.rsplit(".", 1)[0]
+                base = f"{base}.{node.module}" if node.module else base
+            else:
+                base = node.module or ""
+            found |= {f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+    return (found & modules) - {here}
+
+
+def graph() -> dict[str, set[str]]:
+    files = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+    return {name: imports_of(path, set(files)) for name, path in files.items()}
+
+
+def a_cycle(edges: dict[str, set[str]]) -> list[str] | None:
+    done: set[str] = set()
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        if node in path:
+            return path[path.index(node):] + [node]
+        if node in done:
+            return None
+        for nxt in sorted(edges[node]):
+            if cycle := visit(nxt, path + [node]):
+                return cycle
+        done.add(node)
+        return None
+
+    return next((cycle for node in sorted(edges) if (cycle := visit(node, []))), None)
+
+
+def test_the_cycle_finder_finds_one():
+    assert a_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert a_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_production_server_has_no_import_cycle():
+    edges = graph()
+    assert "production_server.inference" in edges["production_server.engines"]  # the graph is read
+    assert a_cycle(edges) is None, " -> ".join(a_cycle(edges))
+
+
+def test_serving_never_reaches_training_but_through_the_keras_engine():
+    """Only the Keras engine's loader (and the baseline of `labkit bench`) imports ``model``."""
+    edges = graph()
+    assert edges["production_server.inference"] <= {"production_server.data"}
+    assert "production_server.model" not in edges["production_server.onnx_export"]
+
+
+def test_importing_labkit_imports_neither_flask_nor_tensorflow():
+    code = ("import sys, labkit, labkit.cicd, labkit.grading; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'flask', 'tensorflow', 'keras', 'celery'}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
