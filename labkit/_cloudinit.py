@@ -31,9 +31,8 @@ from pathlib import Path
 from . import _nginx
 from ._errors import ConfigError
 
-REPO = Path(__file__).resolve().parent.parent
-TEMPLATE_DIR = REPO / "cloud-init"
-SERVER_DIR = REPO / "production_server"
+from ._files import SERVER_DIR, TEMPLATE_DIR
+
 CHART_FILE = SERVER_DIR / "static" / "vendor" / "chart.umd.min.js"
 CHART_VERSION = "4.6.1"
 WEB_PORT = 5100
@@ -95,7 +94,7 @@ def _targz(members: list[tuple[Path, str]]) -> bytes:
 
 def cicd_code() -> bytes:
     """``production_server/cicd/`` as tar.gz, to unpack into a VM's /opt/labkit/app."""
-    return _targz([(p, str(p.relative_to(REPO))) for p in sorted(CICD_DIR.glob("*.py"))])
+    return _targz([(p, str(p.relative_to(SERVER_DIR.parent))) for p in sorted(CICD_DIR.glob("*.py"))])
 
 
 def release(model_dir: Path) -> Release:
@@ -113,7 +112,7 @@ def release(model_dir: Path) -> Release:
     names = ["model.keras", "metadata.json"]
     if (model_dir / "model.onnx").is_file():  # models trained before the ONNX engine have none
         names.insert(1, "model.onnx")
-    raw = _targz([(p, str(p.relative_to(REPO))) for p in files]
+    raw = _targz([(p, str(p.relative_to(SERVER_DIR.parent))) for p in files]
                  + [(SERVER_DIR / "requirements.txt", "requirements.txt")]
                  + [(model_dir / name, f"model/{name}") for name in names])
     version = json.loads(metadata.read_text())["version"]

@@ -83,11 +83,12 @@ class Settings:
     engine: str = "keras"  # what the workers run the model with: keras | onnx
 
     def __post_init__(self) -> None:
-        # Accept plain strings for paths, as a student would type them.
+        # Accept plain strings for paths, as a student would type them; made absolute, because the
+        # deployment's programs run in folders of their own (a relative home broke supervisord).
         for name in ("home", "model_dir", "data_dir", "machine_images"):
             value = getattr(self, name)
-            if value is not None and not isinstance(value, Path):
-                object.__setattr__(self, name, Path(value).expanduser())
+            if value is not None:
+                object.__setattr__(self, name, Path(value).expanduser().absolute())
         if self.engine not in ENGINES:
             raise ConfigError(
                 f"{self.engine!r} is not a model engine: choose one of {', '.join(ENGINES)} "

@@ -17,8 +17,7 @@ from pathlib import Path
 
 from . import _cloudinit
 from ._config import Settings
-
-REPO = _cloudinit.REPO
+from ._files import CHECKOUT, lab_file, shown
 SCHEMA = "cloud-config-v1.schema.json"
 LONG_LINE = 160
 
@@ -39,7 +38,7 @@ def schema_path() -> Path | None:
     virtual environment; the project's shared folder beside the repository.
     """
     candidates = [os.environ.get("LABKIT_CLOUDINIT_SCHEMA"), SYSTEM_SCHEMA, VENV_SCHEMA,
-                  REPO.parent / "shared" / "schemas" / SCHEMA]
+                  CHECKOUT.parent / "shared" / "schemas" / SCHEMA]
     for candidate in candidates:
         if candidate and Path(candidate).is_file():
             return Path(candidate)
@@ -93,11 +92,9 @@ class SourceFile:
         return self.content if self.content is not None else self.path.read_text(encoding="utf-8")
 
     def _repr_html_(self) -> str:
-        name = self.path.relative_to(REPO) if self.path.is_relative_to(REPO) else self.path
-        return f"<p><code>{html.escape(str(name))}</code></p><pre>{html.escape(self.text)}</pre>"
+        return f"<p><code>{html.escape(shown(self.path))}</code></p><pre>{html.escape(self.text)}</pre>"
 
 
 def show_file(path: str | Path) -> SourceFile:
-    """A file of the lab (relative to the repository), for reading in a notebook."""
-    path = Path(path)
-    return SourceFile(path if path.is_absolute() else REPO / path)
+    """A file of the lab (named from the repository's top), for reading in a notebook."""
+    return SourceFile(lab_file(path))

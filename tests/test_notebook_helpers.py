@@ -47,7 +47,7 @@ def test_cloud_init_preview_is_the_rendered_user_data_with_its_checks(settings):
 
 def test_a_fresh_clone_checks_against_cloud_init_s_schema_without_the_shared_folder(settings, monkeypatch, tmp_path):
     # What a student's clone has: the copy scripts/setup.sh took from Debian's cloud-init package.
-    monkeypatch.setattr(_show, "REPO", tmp_path)  # no ../shared beside it
+    monkeypatch.setattr(_show, "CHECKOUT", tmp_path)  # no ../shared beside it
     monkeypatch.setattr(_show, "SYSTEM_SCHEMA", tmp_path / "none.json")  # no cloud-init installed
     assert _show.VENV_SCHEMA.is_file(), "scripts/setup.sh did not put cloud-init's schema into the venv"
     assert (_show.VENV_SCHEMA.parent / "copyright").is_file()  # its licence travels with it
@@ -59,7 +59,7 @@ def test_a_fresh_clone_checks_against_cloud_init_s_schema_without_the_shared_fol
 
 
 def test_cloud_init_preview_says_when_the_schema_is_missing(settings, monkeypatch, tmp_path):
-    monkeypatch.setattr(_show, "REPO", tmp_path)  # no ../shared beside it
+    monkeypatch.setattr(_show, "CHECKOUT", tmp_path)  # no ../shared beside it
     monkeypatch.setattr(_show, "SYSTEM_SCHEMA", tmp_path / "none.json")
     monkeypatch.setattr(_show, "VENV_SCHEMA", tmp_path / "none.json")
     shown = labkit.cloud_init("single-server", settings=settings)

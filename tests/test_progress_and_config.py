@@ -162,6 +162,13 @@ def test_settings_from_environment(monkeypatch, tmp_path):
     assert settings.predict_timeout == 2.5
 
 
+def test_relative_paths_are_made_absolute_where_they_were_given(monkeypatch, tmp_path):
+    # The deployment's programs run in folders of their own: a relative home would point elsewhere there.
+    monkeypatch.chdir(tmp_path)
+    settings = Settings.from_env({"LABKIT_HOME": "home", "LABKIT_MODEL_DIR": "./model"})
+    assert settings.home == tmp_path / "home" and settings.model_dir == tmp_path / "model"
+
+
 def test_settings_from_a_given_mapping_ignore_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("LABKIT_PORT", "not read")
     settings = Settings.from_env({"LABKIT_HOME": "~/lab", "LABKIT_PORT": "6000", "LABKIT_DATA_DIR": str(tmp_path)})

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .._errors import GradingError
+from .._files import ANSWERS_DIR, NOTEBOOKS_DIR
 
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_ANSWERS = REPO / "answers"
-DEFAULT_NOTEBOOKS = REPO / "notebooks"
+# The lab's own, when an instructor names no folder (in a checkout or an installed wheel alike).
+DEFAULT_ANSWERS = ANSWERS_DIR
+DEFAULT_NOTEBOOKS = NOTEBOOKS_DIR
 
 
 @dataclass(frozen=True)
