@@ -57,8 +57,8 @@ def follow(read: Callable[[], str], progress: Progress, timeout: float, poll: fl
             raise DeployError(f"The {what} stopped before its steps were done. The end of its console:\n"
                               + "\n".join(log.splitlines()[-25:]))
         if time.monotonic() > deadline:
-            step = f"the {what}'s step {len(seen) + 1}" if markers else f"the {what}'s first step"
-            raise DeployError(f"Timed out after {time.monotonic() - started:.0f} s waiting for {step}; "
+            awaited = f"the {what}'s step {len(seen) + 1}" if markers else f"the {what}'s first step"
+            raise DeployError(f"Timed out after {time.monotonic() - started:.0f} s waiting for {awaited}; "
                               "see `labkit logs`, then `labkit down`.")
         time.sleep(poll)
 

@@ -29,7 +29,6 @@ EMPTY = "–"  # what a table shows where there is no value
 @functools.cache
 def _chart_class() -> type:
     # Built on first use: matplotlib takes half a second to import, and `import labkit` needs none of it.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     class Chart(Figure):
@@ -41,13 +40,19 @@ def _chart_class() -> type:
             return buffer.getvalue()
 
         def save(self, target: "str | Path | io.BytesIO") -> None:
-            """Write the chart as PNG (to a path or a file object), without any GUI backend."""
-            FigureCanvasAgg(self)
-            if isinstance(target, (str, Path)):
-                Path(target).parent.mkdir(parents=True, exist_ok=True)
-            self.savefig(target, format="png", dpi=DPI)
+            save_chart(self, target)
 
     return Chart
+
+
+def save_chart(figure: "Figure", target: "str | Path | io.BytesIO") -> None:
+    """Write a chart as PNG (to a path or a file object), without any GUI backend."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(figure)
+    if isinstance(target, (str, Path)):
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(target, format="png", dpi=DPI)
 
 
 def chart(width: float, height: float) -> "Figure":
@@ -62,7 +67,7 @@ def cell(value: object, digits: int = 1) -> str:
     if isinstance(value, bool) or type(value).__name__ == "bool_":
         return "yes" if value else "no"
     if isinstance(value, float) or type(value).__name__.startswith("float"):
-        return f"{float(value):,.{digits}f}"
+        return f"{float(value):,.{digits}f}"  # type: ignore[arg-type]  # numpy's float64 and kin
     return str(value)
 
 

@@ -52,7 +52,7 @@ class LoadResult:
 class _Client:
     def __init__(self, url: str, timeout: float):
         parts = urlsplit(url)
-        self.host, self.port = parts.hostname, parts.port or 80
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
         self.timeout = timeout
         self.conn: http.client.HTTPConnection | None = None
 
@@ -114,7 +114,7 @@ def run(
                 try:
                     status, body = client.post("/api/predict", bodies[i % len(bodies)])
                     ok = status == 200
-                    problem = None if ok else f"HTTP {status}: {body[:120]!r}"
+                    problem = "" if ok else f"HTTP {status}: {body[:120]!r}"
                 except OSError as exc:
                     ok, problem = False, f"{type(exc).__name__}: {exc}"
                     client.close()
@@ -209,7 +209,7 @@ def recorded_load(url: str, clients: int = 4, path: str = "/api/predict", timeou
         sent = 0
         while not done.is_set():
             if conn is None:
-                conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+                conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
             started = time.monotonic()
             try:
                 if path == "/api/predict":

@@ -241,7 +241,7 @@ def free_port(preferred: int | None = None, host: str = "127.0.0.1") -> int:
             except OSError:
                 continue
             return sock.getsockname()[1]
-    raise OSError(f"no free port between {preferred} and {preferred + 99}")
+    raise OSError(f"no free port between {preferred} and {(preferred or 0) + 99}")
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:

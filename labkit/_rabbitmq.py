@@ -78,7 +78,7 @@ class Node:
 
     @classmethod
     def plan(cls, folder: Path, name: str) -> "Node":
-        ports = set()
+        ports: set[int] = set()
         while len(ports) < 3:
             ports.add(_procs.free_port())
         amqp, dist, epmd = sorted(ports)

@@ -20,6 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ._config import HOME, Settings
 from ._errors import ConfigError, SSHError
@@ -82,7 +83,7 @@ class SSH:
         self.key_file = Path(key_file).expanduser() if key_file else default_key_file()
         self.known_hosts = Path(known_hosts).expanduser() if known_hosts else default_known_hosts()
         self.connect_timeout = connect_timeout
-        self._client = None
+        self._client: Any = None  # a paramiko.SSHClient once connected (paramiko is imported late)
         self._pkey = None
 
     def __repr__(self) -> str:

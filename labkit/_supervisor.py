@@ -69,7 +69,7 @@ def socket_path(folder: Path, name: str) -> Path:
     return private / f"{hashlib.sha256(os.fsencode(path)).hexdigest()[:20]}.sock"
 
 
-def _escape(value: str) -> str:
+def _escape(value: str | Path) -> str:
     """A value as supervisord reads it: ``%`` starts an expansion, so it is doubled."""
     return str(value).replace("%", "%%")
 

@@ -12,11 +12,11 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence, TextIO
+from typing import TYPE_CHECKING, Any, Sequence, TextIO
 
 from . import _load
 from ._bench import ROW, Measure, machine, measures_table
-from ._display import EMPTY, Table, chart
+from ._display import EMPTY, Table, chart, save_chart
 from ._errors import BenchmarkError
 from ._progress import Progress
 
@@ -60,7 +60,7 @@ class SweepResult:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         png = out / "sweep.png"
-        self.plot().save(png)
+        save_chart(self.plot(), png)
         return {"csv": self.to_csv(out / "sweep.csv"), "png": png}
 
     def targets(self) -> list[Measure]:
@@ -123,7 +123,7 @@ class SweepResult:
         left.grid(alpha=0.3)
         left.legend(loc="best")
 
-        styles = {"p50_ms": "-", "p95_ms": "--", "p99_ms": ":"}
+        styles: dict[str, Any] = {"p50_ms": "-", "p95_ms": "--", "p99_ms": ":"}
         colours = {}
         for index, (workers, points) in enumerate(frame.groupby("workers")):
             colours[workers] = f"C{index}"

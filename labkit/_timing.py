@@ -68,7 +68,7 @@ class StepTimes:
 
 
 def step_times(lab_or_steps: "Deployment | Iterable[Step]") -> StepTimes:
-    steps = getattr(lab_or_steps, "steps", lab_or_steps)
+    steps: Iterable[Step] = getattr(lab_or_steps, "steps", lab_or_steps)  # type: ignore[arg-type]
     return StepTimes(tuple(steps))
 
 
@@ -87,7 +87,7 @@ def compare_steps(runs: Mapping[str, object]):
     columns: dict[str, dict[str, float]] = {}
     order: list[str] = []
     for label, run in runs.items():
-        steps: Sequence[Step] = getattr(run, "steps", run)
+        steps: Sequence[Step] = getattr(run, "steps", run)  # type: ignore[arg-type]  # a Deployment, or its steps
         columns[label] = {}
         for step in steps:
             columns[label][step.what] = columns[label].get(step.what, 0.0) + step.seconds

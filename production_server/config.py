@@ -29,4 +29,4 @@ class ConfigurationError(RuntimeError):
 
 
 def default_model_dir() -> Path:
-    return Path(os.environ.get("SERVER_MODEL_DIR", DEFAULTS["MODEL_DIR"]))
+    return Path(os.environ.get("SERVER_MODEL_DIR") or str(DEFAULTS["MODEL_DIR"]))

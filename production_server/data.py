@@ -122,7 +122,7 @@ def load(path: Path | None = None) -> Dataset:
 def split(data: Dataset, test_fraction: float, seed: int) -> tuple[Dataset, Dataset]:
     """A seeded, stratified train/held-out split, so accuracy is comparable between runs."""
     rng = np.random.default_rng(seed)
-    test_idx = []
+    test_idx: list[int] = []
     for label in np.unique(data.labels):
         idx = np.flatnonzero(data.labels == label)
         rng.shuffle(idx)

@@ -10,7 +10,7 @@ Runtime about 0.2 s and under 60 MB. The Keras engine alone imports ``model`` (t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import numpy as np
 
@@ -104,7 +104,7 @@ class OnnxEngine(_Served):
         return self.onnx_model.predict_proba(rows)
 
 
-_LOADERS = {"keras": KerasEngine.load, "onnx": OnnxEngine.load}
+_LOADERS: dict[str, Callable[[Path], Engine]] = {"keras": KerasEngine.load, "onnx": OnnxEngine.load}
 
 
 def load(model_dir: Path, engine: str = DEFAULT) -> Engine:

@@ -25,7 +25,7 @@ limit_request_fields = 32768  # its maximum; nginx's 16 KiB hold fewer
 limit_request_field_size = 8190
 
 #: The app's MAX_CONTENT_LENGTH, read as create_app reads it.
-MAX_BODY = int(os.environ.get("SERVER_MAX_CONTENT_LENGTH", DEFAULTS["MAX_CONTENT_LENGTH"]))
+MAX_BODY = int(os.environ.get("SERVER_MAX_CONTENT_LENGTH") or str(DEFAULTS["MAX_CONTENT_LENGTH"]))
 
 
 def pre_request(worker, req):

@@ -62,8 +62,8 @@ def convert(keras_model: Any, version: str) -> bytes:
             if activation not in _ACTIVATIONS:
                 raise ExportError(f"Cannot export the activation {activation!r} of layer {layer.name!r}: "
                                   f"use one of {', '.join(_ACTIVATIONS)}, or serve with the keras engine.")
-            if _ACTIVATIONS[activation]:
-                current = apply(_ACTIVATIONS[activation], [current], layer.name)
+            if (op := _ACTIVATIONS[activation]) is not None:
+                current = apply(op, [current], layer.name)
         else:
             raise ExportError(f"Cannot export a {kind} layer ({layer.name!r}) to ONNX: the exporter knows "
                               "Normalization and Dense only; serve this model with the keras engine.")

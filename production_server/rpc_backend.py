@@ -38,6 +38,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import kombu.exceptions
 from celery._state import task_join_will_block
@@ -49,6 +50,7 @@ logger = logging.getLogger(__name__)
 
 
 class ResultConsumer(rpc.ResultConsumer):
+    _connection: Any  # the base class's, set in start() and reset here
     """The rpc result consumer of one thread, replaced whole after any broker error."""
 
     #: bumped whenever the consumer is replaced: its reply queue may have been

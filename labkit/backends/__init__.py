@@ -47,9 +47,9 @@ def from_state(state: dict) -> Backend:
     if state["backend"] == "openstack" and cloud and cloud.get("kind") in ("fake", "machines"):
         from .openstack import OpenStackBackend
 
-        if cloud["kind"] == "machines":
-            from .machine_cloud import MachineCloud as Fake
-        else:
-            from .fake_cloud import FakeCloud as Fake
-        return OpenStackBackend(connect=lambda: Fake.from_record(cloud))
+        from .fake_cloud import FakeCloud
+        from .machine_cloud import MachineCloud
+
+        kind: type[FakeCloud] = MachineCloud if cloud["kind"] == "machines" else FakeCloud
+        return OpenStackBackend(connect=lambda: kind.from_record(cloud))
     return get(state["backend"], template=state.get("template") if state["backend"] == "machine" else None)

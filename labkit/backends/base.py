@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 
 class Backend(Protocol):
     name: str
-    engines: tuple[str, ...]  # what its workers can serve the model with ("keras", "onnx")
+    @property
+    def engines(self) -> tuple[str, ...]:
+        """What its workers can serve the model with ("keras", "onnx")."""
 
     def plan_steps(self, workers: int) -> list[str]:
         """The titles of the steps ``up`` will run, for the progress display."""

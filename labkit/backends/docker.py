@@ -111,7 +111,7 @@ class DockerBackend:
                 model_version=release.model_version, web_bind=settings.host, web_port=port,
                 predict_timeout=settings.predict_timeout, chart_version=_cloudinit.CHART_VERSION,
                 chart_sha256=hashlib.sha256(_cloudinit.CHART_FILE.read_bytes()).hexdigest(),
-                model_engine=state["engine"],
+                model_engine=str(state["engine"]),
             ), data_dir=settings.data_dir)
             run.write(state)  # before anything starts: a crash now still leaves a record to clean up
 
@@ -122,7 +122,7 @@ class DockerBackend:
             compose.up(workers, settings.start_timeout)
 
         with progress.step(titles[4]):
-            _health.wait_or_raise(state["url"], workers, settings.start_timeout, DeployError)
+            _health.wait_or_raise(str(state["url"]), workers, settings.start_timeout, DeployError)
         return state
 
     # -- scale --------------------------------------------------------------

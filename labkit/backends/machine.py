@@ -114,7 +114,7 @@ class MachineBackend:
                         alive=machine.running)
         _trust_host_keys(machine, run.path / "ssh" / "known_hosts")
         with progress.step(LAST_STEP):
-            _health.wait_or_raise(state["url"], workers, HEALTH_TIMEOUT, MachineError,
+            _health.wait_or_raise(str(state["url"]), workers, HEALTH_TIMEOUT, MachineError,
                                    advice="Its steps are done: see `labkit logs`.")
         return state
 

@@ -12,9 +12,12 @@ import os
 import shlex
 import subprocess
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import TYPE_CHECKING, Protocol, Sequence
 
 from .._errors import CICDError, SSHError
+
+if TYPE_CHECKING:
+    from .._ssh import SSH
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ class SSHHost:
     image's default user labkit logs in as.
     """
 
-    ssh: object
+    ssh: SSH
     name: str
     as_user: str | None = None
     env: dict[str, str] = field(default_factory=dict)

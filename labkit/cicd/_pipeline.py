@@ -284,7 +284,14 @@ def attach(name: str = DEFAULT_NAME, settings: Settings | None = None) -> Pipeli
     if config.deployment_id != lab.state["id"]:
         raise CICDError(f"The CI/CD of {name!r} belongs to an earlier deployment of that name: run "
                         "`labkit cicd init` again for the one running now.")
-    return Pipeline(config, lab.backend.cicd_sides(lab.run_dir, lab.state, settings, root), settings.progress)
+    return Pipeline(config, _cicd_backend(lab).cicd_sides(lab.run_dir, lab.state, settings, root), settings.progress)
+
+
+def _cicd_backend(lab) -> CICD:
+    if not isinstance(lab.backend, CICD):
+        raise CICDError(f"CI/CD is built for the local and OpenStack backends, not {lab.backend.name!r}: deploy "
+                        "with one of those (`labkit up`, or `labkit up --backend openstack`) for this exercise.")
+    return lab.backend
 
 
 def init(name: str = DEFAULT_NAME, min_accuracy: float | None = None,
@@ -305,9 +312,7 @@ def init(name: str = DEFAULT_NAME, min_accuracy: float | None = None,
     """
     settings = settings or Settings.from_env()
     lab = attach_deployment(name, settings)
-    if not isinstance(lab.backend, CICD):
-        raise CICDError(f"CI/CD is built for the local and OpenStack backends, not {lab.backend.name!r}: deploy "
-                        "with one of those (`labkit up`, or `labkit up --backend openstack`) for this exercise.")
+    backend = _cicd_backend(lab)
     if min_accuracy is not None and not 0 <= min_accuracy <= 1:
         raise CICDError(f"min_accuracy={min_accuracy!r}: give a fraction between 0 and 1, e.g. 0.7.")
     root = _root(settings, name)
@@ -315,7 +320,7 @@ def init(name: str = DEFAULT_NAME, min_accuracy: float | None = None,
     if (root / RECORD).is_file():
         existing = _load_record(root)
         if existing.deployment_id == state["id"]:
-            pipeline = Pipeline(existing, lab.backend.cicd_sides(lab.run_dir, state, settings, root), settings.progress)
+            pipeline = Pipeline(existing, backend.cicd_sides(lab.run_dir, state, settings, root), settings.progress)
             return _with_threshold(pipeline, min_accuracy, root, lab.backend.name, settings.progress)
         # Left by an earlier deployment of this name (a notebook run again): set it aside, never
         # delete it, since its development repository may hold a student's work.
@@ -330,7 +335,7 @@ def init(name: str = DEFAULT_NAME, min_accuracy: float | None = None,
     display = Progress(len(INIT_STEPS), f"setting up CI/CD for {name!r}", settings.progress)
     try:
         with display.step(INIT_STEPS[0]), lab.run_dir.locked("setting up CI/CD for"):
-            sides = lab.backend.prepare_cicd(lab.run_dir, lab.state, settings, root)
+            sides = backend.prepare_cicd(lab.run_dir, lab.state, settings, root)
         who = identity(sides, cloned=False)
         config = PipelineConfig(name=name, deployment_id=state["id"], url=sides.url,
                                 production=sides.production_root,
@@ -340,7 +345,7 @@ def init(name: str = DEFAULT_NAME, min_accuracy: float | None = None,
         with display.step(INIT_STEPS[3]), lab.run_dir.locked("setting up CI/CD for"):
             # Read again under the lock (lab.state checks it is still this deployment): a scale may
             # have changed it meanwhile.
-            lab.backend.serve_model_from(lab.run_dir, lab.state, Path(sides.pointer))
+            backend.serve_model_from(lab.run_dir, lab.state, Path(sides.pointer))
         with display.step(INIT_STEPS[4]):
             pipeline._production_command("init", "--who", who)
     finally:

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import click
 
 
@@ -18,5 +20,5 @@ def command(epochs: int, hidden: tuple[int, ...], seed: int, out: str | None) ->
     import labkit
 
     click.echo(f"Training {epochs} epochs, hidden layers {hidden}, seed {seed} ...")
-    meta = labkit.train(epochs=epochs, hidden=hidden, seed=seed, out=out)
+    meta = labkit.train(epochs=epochs, hidden=hidden, seed=seed, out=Path(out) if out else None)
     click.echo(f"Model {meta['version']}: held-out accuracy {meta['accuracy']:.1%}, saved in {meta['out']}.")

@@ -1,3 +1,5 @@
+from __future__ import annotations
+
 import signal
 import threading
 from contextlib import contextmanager
@@ -5,7 +7,7 @@ from contextlib import contextmanager
 import click
 from production_server.engines import ENGINES
 
-from ..backends import NAMES
+from ..backends import NAMES, Backend
 from ._options import name_option
 
 
@@ -75,7 +77,7 @@ def command(ctx: click.Context, workers: int, backend: str | None, engine: str |
     import labkit
     from labkit._deploy import start_or_reuse
 
-    target = backend or labkit.Settings.from_env().backend
+    target: str | Backend = backend or labkit.Settings.from_env().backend
     if target == "openstack":
         from dataclasses import replace
 

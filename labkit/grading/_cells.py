@@ -153,17 +153,17 @@ def check_notebook(path: Path | str, answers: AnswerKey | Path | str | None = No
         if len(cells) > 1:
             problems.append(f"{len(cells)} answer cells have the grade_id {grade_id!r}")
     for question in key.of_notebook(name):
-        cells = found.get(question.grade_id)
-        if not cells:
+        its_cells = found.get(question.grade_id)
+        if not its_cells:
             problems.append(f"no answer cell for {question.grade_id!r}: insert "
                             f"labkit.grading.question_cells({question.grade_id!r}) where the question belongs")
             continue
-        if dict(_nbgrader(cells[0])) != answer_metadata(question):
-            problems.append(f"the answer cell {question.grade_id!r} has metadata {dict(_nbgrader(cells[0]))}")
-        if cell_text(cells[0]).strip() != TEMPLATE:
+        if dict(_nbgrader(its_cells[0])) != answer_metadata(question):
+            problems.append(f"the answer cell {question.grade_id!r} has metadata {dict(_nbgrader(its_cells[0]))}")
+        if cell_text(its_cells[0]).strip() != TEMPLATE:
             problems.append(f"the answer cell {question.grade_id!r} does not hold only {TEMPLATE!r}: "
                             f"run labkit.grading.sync_notebook({str(path)!r})")
-        if not _followed_by_a_new_part(nb.cells, cells[0]):
+        if not _followed_by_a_new_part(nb.cells, its_cells[0]):
             problems.append(f"the cell after the answer cell {question.grade_id!r} is neither a question, "
                             "code nor a heading: `labkit grade` would take it for the student's answer; "
                             "start it with a heading or move it above the question")
@@ -224,7 +224,7 @@ def check_lab(notebooks: Path | str | None = None, answers: AnswerKey | Path | s
     present = set()
     for path in sorted(folder.glob("*.ipynb")):
         nb = nbformat.read(path, as_version=4)
-        ids = [_nbgrader(c).get("grade_id") for c in nb.cells if _nbgrader(c).get("grade_id")]
+        ids: list[str] = [_nbgrader(c)["grade_id"] for c in nb.cells if _nbgrader(c).get("grade_id")]
         if not ids and path.stem not in key.notebooks:
             continue
         present.add(path.stem)
