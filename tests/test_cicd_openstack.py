@@ -16,7 +16,7 @@ from __future__ import annotations
 import pytest
 
 import labkit
-from labkit.backends.fake_cloud import FakeCloud
+from labkit.testing.fake_cloud import FakeCloud
 from steady_load import steady_load
 from test_openstack_fake import backend_for, public_key  # noqa: F401 - public_key is a fixture
 

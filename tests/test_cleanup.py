@@ -12,7 +12,7 @@ import pytest
 import labkit
 from labkit import _cleanup, _cloudinit, _procs
 from labkit._state import RunDir
-from labkit.backends.fake_cloud import FakeCloud
+from labkit.testing.fake_cloud import FakeCloud
 from labkit.backends.openstack import CloudSettings, OpenStackBackend, default_owner
 from labkit.backends.openstack_cloud import OpenStackCloud
 from labkit.cli import main

@@ -8,7 +8,7 @@ import pytest
 
 import labkit
 from labkit import _cloudinit, _procs
-from labkit.backends.fake_cloud import FakeCloud
+from labkit.testing.fake_cloud import FakeCloud
 from labkit.backends.openstack import CLIENT_STEPS, LAST_STEP, CloudSettings, OpenStackBackend
 
 pytestmark = pytest.mark.slow

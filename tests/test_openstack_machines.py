@@ -1,4 +1,4 @@
-"""The OpenStack backend on a fake cloud whose VMs are real machines (labkit/backends/machine_cloud.py).
+"""The OpenStack backend on a fake cloud whose VMs are real machines (labkit/testing/machine_cloud.py).
 
 No OpenStack API is reached, but everything behind it is real: the user-data
 the backend renders is executed by cloud-init on booted systemd machines,
@@ -28,7 +28,7 @@ OWNER = "student@machines"
 
 @pytest.fixture
 def cloud_and_backend(tmp_path, data_dir, model_dir, machine_images):
-    from labkit.backends.machine_cloud import IMAGE_NAME, MachineCloud
+    from labkit.testing.machine_cloud import IMAGE_NAME, MachineCloud
 
     settings = labkit.Settings(home=tmp_path / "home", model_dir=model_dir, data_dir=data_dir, progress="lines",
                                machine_images=machine_images)

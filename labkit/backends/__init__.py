@@ -47,8 +47,8 @@ def from_state(state: dict) -> Backend:
     if state["backend"] == "openstack" and cloud and cloud.get("kind") in ("fake", "machines"):
         from .openstack import OpenStackBackend
 
-        from .fake_cloud import FakeCloud
-        from .machine_cloud import MachineCloud
+        from ..testing.fake_cloud import FakeCloud
+        from ..testing.machine_cloud import MachineCloud
 
         kind: type[FakeCloud] = MachineCloud if cloud["kind"] == "machines" else FakeCloud
         return OpenStackBackend(connect=lambda: kind.from_record(cloud))

@@ -4,7 +4,7 @@ labkit's side of a launch is five steps (credentials and names, key pair and
 security group, the server, ACTIVE, a floating IP); then the VM runs its own
 steps, which labkit reads from the console log as they are printed, and last
 it waits for ``http://IP:5100/healthz``. All cloud calls go through one thin
-adapter (``openstack_cloud.OpenStackCloud``; ``fake_cloud.FakeCloud`` in the
+adapter (``openstack_cloud.OpenStackCloud``; ``testing.fake_cloud.FakeCloud`` in the
 tests), so this module never sees an SDK object.
 """
 

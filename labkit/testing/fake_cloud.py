@@ -47,7 +47,7 @@ from .._errors import CloudError, ConfigError, DeployError
 from .._progress import Progress
 from .._rabbitmq import Node
 from .._state import RunDir
-from .openstack_cloud import (
+from ..backends.openstack_cloud import (
     BAKED_TAG,
     BROKER_PORT,
     OWNER_KEY,
@@ -230,7 +230,7 @@ class FakeCloud:
         return FloatingIP(id=f"fip-{address}", address=address, status="ACTIVE")
 
     def _boot(self, server_id: str, address: str, workers: int) -> None:
-        from .local import LocalBackend
+        from ..backends.local import LocalBackend
 
         fresh = self._brings_release(server_id)
         with self._console_stream(server_id, f"a local deployment at {address}") as stream:
@@ -281,7 +281,7 @@ class FakeCloud:
 
     def _start_services(self, server_id: str, address: str, workers: int, progress: Progress) -> None:
         """RabbitMQ with the deployment's user from server.env, then the production server."""
-        from .local import LocalBackend
+        from ..backends.local import LocalBackend
 
         with progress.step("configure RabbitMQ"):
             broker = urlsplit(_env_file(self._disk(server_id))["SERVER_BROKER_URL"])
@@ -302,7 +302,7 @@ class FakeCloud:
             raise DeployError(f"port 5100 on {address} was taken, so the server listens on {state['port']}")
 
     def _stop_services(self, server_id: str) -> None:
-        from .local import LocalBackend
+        from ..backends.local import LocalBackend
 
         for run in (self._run(server_id), self._run(server_id, "-mq")):
             with run.locked():
@@ -535,13 +535,13 @@ class FakeServices:
         self.run = cloud._run(server_id)
 
     def scale_workers(self, current: int, target: int) -> None:
-        from .local import LocalBackend
+        from ..backends.local import LocalBackend
 
         with self.run.locked():
             LocalBackend().scale(self.run, self.run.read(), target)
 
     def logs(self, lines: int) -> dict[str, str]:
-        from .local import LocalBackend
+        from ..backends.local import LocalBackend
 
         return LocalBackend().logs(self.run, self.run.read(), lines)
 
@@ -558,7 +558,7 @@ class FakeServices:
         return f"ssh-ed25519 {base64.b64encode(b'fake host key of ' + self.server_id.encode()).decode()}"
 
     def serve_model_from(self, pointer: str, workers: int) -> None:
-        from .local import LocalBackend
+        from ..backends.local import LocalBackend
 
         with self.run.locked():
             LocalBackend().serve_model_from(self.run, self.run.read(), Path(pointer))

@@ -34,7 +34,7 @@ from ..machines import network
 from ..machines.image import Image
 from ..machines.machine import NAME_PREFIX, Machine, Seed
 from .fake_cloud import FakeCloud
-from .openstack_cloud import BAKED_TAG, BROKER_PORT, OWNER_KEY, FloatingIP, ServerInfo
+from ..backends.openstack_cloud import BAKED_TAG, BROKER_PORT, OWNER_KEY, FloatingIP, ServerInfo
 
 IMAGE_NAME = "Debian 12"  # what its one stock image is called, as a cloud's image list would name it
 STOCK_IMAGE = "image-1"  # its ID (FakeCloud.resolve gives it to any name but a baked image's)
@@ -83,7 +83,7 @@ class MachineCloud(FakeCloud):
             "created": _now(),
         }
         self._save(db)
-        from .machine import lab_files
+        from ..backends.machine import lab_files
 
         # The data set on its disk, as an image could carry it: the public mirror is not reachable everywhere.
         machine = Machine.boot(seed.hostname, folder, image, seed, files=lab_files(self.settings))
