@@ -15,7 +15,6 @@ one run only: this machine is shared.
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 import threading
 import time
@@ -50,38 +49,16 @@ def broker_stopped(lab, seconds: float = 8.0) -> float:
     return time.monotonic()  # from when it answers again
 
 
-class SlowHeaders:
-    """``count`` connections, each sending a request's headers a byte a second and never finishing."""
-
-    def __init__(self, url: str, count: int, seconds: float):
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(url)
-        self.request = b"GET /predictions HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200 + b"\r\n\r\n"
-        self.sockets = [socket.create_connection((parts.hostname, parts.port), timeout=5) for _ in range(count)]
-        self.seconds = seconds
-        self.thread = threading.Thread(target=self._trickle, daemon=True)
-        self.thread.start()
-
-    def _trickle(self) -> None:
-        for sent in range(min(int(self.seconds), len(self.request) - 5)):
-            for sock in list(self.sockets):
-                try:
-                    sock.send(self.request[sent:sent + 1])
-                except OSError:  # nginx gave up on it, as it should
-                    self.sockets.remove(sock)
-            time.sleep(1.0)
-
-    def close(self) -> None:
-        self.thread.join()
-        for sock in self.sockets:
-            sock.close()
-
-
 def slow_clients(url: str, count: int, seconds: float = 12.0) -> float:
-    crowd = SlowHeaders(url, count, seconds)
-    started = time.monotonic()
-    crowd.close()
+    """``count`` connections sending a request's headers a byte a second, for ``seconds``."""
+    from urllib.parse import urlsplit
+
+    from labkit._load import Crowd
+
+    parts = urlsplit(url)
+    with Crowd(parts.port or 80, count, "slow headers", seconds, host=parts.hostname or "127.0.0.1") as crowd:
+        started = time.monotonic()
+        crowd.thread.join()  # it trickles for its seconds, then stops
     return started
 
 

@@ -8,60 +8,16 @@ is over within seconds.
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 
 import httpx
 import pytest
 
+from labkit._load import Crowd
+
 pytestmark = pytest.mark.slow
 
 ROW = [[6, 148, 72, 35, 0, 33.6, 0.627, 50]]
-
-
-class Crowd:
-    """``count`` connections to the server, each sending its request a byte a second: the headers
-    ("slow headers"), or the headers at once and then the body ("slow bodies"); "idle" sends nothing."""
-
-    def __init__(self, port: int, count: int, kind: str, seconds: float = 12.0, host: str = "127.0.0.1"):
-        if kind == "slow bodies":
-            body = b'{"instances": [' + b" " * 180 + b"]}"
-            head = (f"POST /api/predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-                    f"Content-Length: {len(body)}\r\n\r\n").encode()
-            self.request, self.start = head + body, len(head)
-        else:
-            self.request = b"GET /predictions HTTP/1.1\r\nHost: " + host.encode() + b"\r\nX-Slow: " + b"a" * 200 + b"\r\n\r\n"
-            self.start = 0
-        self.sockets = [socket.create_connection((host, port), timeout=5) for _ in range(count)]
-        for sock in self.sockets:
-            sock.sendall(self.request[:self.start])
-        self.trickle, self.seconds = kind != "idle", seconds
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        sent = self.start
-        deadline = time.monotonic() + self.seconds
-        while not self.done.is_set() and time.monotonic() < deadline:
-            if self.trickle:
-                for sock in list(self.sockets):
-                    try:
-                        sock.send(self.request[sent:sent + 1])
-                    except OSError:  # the server gave up on it: as it should
-                        self.sockets.remove(sock)
-                sent = min(sent + 1, len(self.request) - 5)  # never the final CRLF: a request never complete
-            self.done.wait(1.0)
-
-    def __enter__(self) -> "Crowd":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.done.set()
-        self.thread.join(timeout=5)
-        for sock in self.sockets:
-            sock.close()
 
 
 def normal_requests(url: str, count: int = 10, patience: float = 3.0) -> list[tuple[int, float]]:
