@@ -28,6 +28,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from .._errors import MachineError
 from .._progress import Progress
@@ -69,24 +70,46 @@ def recipe_key(suite: str = SUITE) -> str:
 def ensure(cache: Path, progress: Progress | None = None, suite: str = SUITE) -> Image:
     """The cached image, built first if it is not there (about a minute, with progress)."""
     folder = cache / recipe_key(suite)
-    root = folder / "rootfs"
-    if (folder / "complete").is_file():
-        return Image(root, suite, None)
+    started = time.monotonic()
+
+    def build(partial: Path) -> None:
+        _build(partial / "rootfs", suite, progress or Progress(len(STEPS), "machine image", "off"))
+        (partial / "complete").write_text(f"built in {time.monotonic() - started:.0f} s\n")
+
+    built = build_once(cache, folder, build, after=lambda: prune(cache, keep=folder.name, suite=suite))
+    return Image(folder / "rootfs", suite, time.monotonic() - started if built else None)
+
+
+def build_once(cache: Path, target: Path, build: Callable[[Path], None],
+               after: Callable[[], object] | None = None) -> bool:
+    """Make ``target`` in ``cache`` with ``build(partial)``, unless it is there; True if it was built here.
+
+    Under the cache's lock: another process may be building it, so wait, then use its build. The
+    build goes to ``<target>.partial``, renamed into place when done: a build that crashed never
+    stands under the real name. ``after`` runs under the lock too (removing older recipes' builds).
+    """
+    if target.exists():
+        return False
     cache.mkdir(parents=True, exist_ok=True)
     with open(cache / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building it: wait, then use its build
-        if (folder / "complete").is_file():
-            return Image(root, suite, None)
-        started = time.monotonic()
-        partial = cache / f"{folder.name}.partial"
-        shutil.rmtree(partial, ignore_errors=True)
-        progress = progress or Progress(len(STEPS), "machine image", "off")
-        _build(partial / "rootfs", suite, progress)
-        (partial / "complete").write_text(f"built in {time.monotonic() - started:.0f} s\n")
-        shutil.rmtree(folder, ignore_errors=True)
-        partial.rename(folder)
-        prune(cache, keep=folder.name, suite=suite)
-    return Image(root, suite, time.monotonic() - started)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if target.exists():
+            return False
+        partial = target.with_name(f"{target.name}.partial")
+        _remove(partial)
+        build(partial)
+        _remove(target)
+        partial.rename(target)
+        if after is not None:
+            after()
+    return True
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def prune(cache: Path, keep: str, suite: str = SUITE) -> list[str]:

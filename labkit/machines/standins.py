@@ -16,7 +16,6 @@ real images and none of this is used.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import shutil
@@ -83,20 +82,20 @@ def ensure(cache: Path) -> Path:
         return tar
     # The base first: it takes the cache's lock itself.
     base = _image.ensure(cache, suite=SUITE)
-    with open(cache / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if tar.is_file():
-            return tar
-        tree = cache / f"{recipe_key()}.partial"
+
+    def build(partial: Path) -> None:
+        tree = cache / f"{recipe_key()}.tree"
         shutil.rmtree(tree, ignore_errors=True)
         _build(tree, base)
-        partial = tar.with_suffix(".tar.partial")
         _image._run(["tar", "--numeric-owner", "-C", str(tree), "-cf", str(partial), "."], "tar", timeout=600)
         shutil.rmtree(tree, ignore_errors=True)
-        partial.rename(tar)
+
+    def prune() -> None:
         for old in cache.glob(f"stand-ins-{SUITE}-*.tar"):
             if old != tar:
                 old.unlink()  # an older recipe's
+
+    _image.build_once(cache, tar, build, after=prune)
     return tar
 
 
