@@ -42,8 +42,8 @@ __all__ = ["DEFAULTS", "ConfigurationError", "create_app", "default_model_dir"]
 
 
 def create_app(test_config: dict | None = None) -> Flask:
-    """The Flask app (``app.create_app``), imported only when asked for: the workers, the CI/CD hooks
-    and labkit import this package for its other modules, without the web framework."""
+    """The Flask app (``app.create_app``), imported only when asked for: labkit and the CI/CD gate
+    import this package for its other modules, without the web framework."""
     from .app import create_app as factory
 
     return factory(test_config)

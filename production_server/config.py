@@ -1,7 +1,7 @@
 """The server's settings and their defaults, read from ``SERVER_*`` (see the package's docstring).
 
-Nothing here imports Flask: the Celery worker, the CI/CD hooks and labkit
-read these without the web framework.
+Nothing here imports Flask: labkit and the CI/CD gate read these without
+the web framework (the web server and the workers run the Flask app).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The files of a trained model, its metadata, the batch both engines take,
 and the ONNX Runtime session. A worker that serves the ONNX export imports
 this module and ``engines``, never ``model`` (training), so it starts in
 0.2 s with under 60 MB instead of 2-4 s and 0.5 GB (tests/test_engines.py
-checks its memory maps for TensorFlow).
+checks that such a worker never imports TensorFlow).
 """
 
 from __future__ import annotations

@@ -50,8 +50,9 @@ logger = logging.getLogger(__name__)
 
 
 class ResultConsumer(rpc.ResultConsumer):
-    _connection: Any  # the base class's, set in start() and reset here
     """The rpc result consumer of one thread, replaced whole after any broker error."""
+
+    _connection: Any  # the base class's, set in start() and reset here
 
     #: bumped whenever the consumer is replaced: its reply queue may have been
     #: auto-deleted with the old connection, so the next task declares it again.

@@ -82,7 +82,7 @@ def test_a_corrupt_settings_file_says_how_to_fix_it(config_file, text):
 @pytest.mark.parametrize("name, value, wanted", [
     ("LABKIT_PORT", "eighty", "a number (e.g. 5100)"),
     ("LABKIT_PREDICT_TIMEOUT", "5s", "a number (e.g. 5)"),
-    ("LABKIT_BACKEND", "aws", "one of local, openstack, docker"),
+    ("LABKIT_BACKEND", "aws", "one of local, docker, openstack, machine"),
     ("LABKIT_ENGINE", "torch", "one of keras, onnx"),
     ("LABKIT_PROGRESS", "bars", "one of auto, bar, lines, off"),
     ("LABKIT_OS_TEMPLATE", "single", "one of single-server, docker-server"),

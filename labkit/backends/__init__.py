@@ -7,7 +7,7 @@ from .base import CICD, VMs, Backend
 
 __all__ = ["Backend", "CICD", "VMs", "NAMES", "TEMPLATED", "get", "from_state"]
 
-NAMES = ("local", "openstack", "docker", "machine")
+NAMES = ("local", "docker", "openstack", "machine")  # as the lab meets them
 TEMPLATED = ("openstack", "machine")  # the backends that boot a VM from a template of cloud-init/
 
 

@@ -54,8 +54,8 @@ def _survey() -> tuple[list[Leftover], list[Leftover]]:
         used_netns.add(netns)
         folder = Path(option.get("--directory", "")).parent
         name = option.get("--machine", "?")
-        if _recorded(folder, process):
-            recorded.append(Leftover("machine", name, str(folder.parent), folder=folder))
+        if (record := _record_of(folder, process)) is not None:
+            recorded.append(Leftover("machine", name, str(record), folder=folder))
             continue
         link = next((link for link in network.links() if link.netns == netns), None)
         found.append(Leftover("machine", name, f"{folder} (no deployment records it)",
@@ -85,24 +85,29 @@ def remove(leftover: Leftover) -> None:
         shutil.rmtree(leftover.folder / "rootfs", ignore_errors=True)
 
 
-def _recorded(folder: Path, process: psutil.Process) -> bool:
-    """Whether the owner of ``folder`` records ``process`` as its machine: the machine backend's
-    deployment (``<run>/machine``), or the machine cloud's server (``<cloud>/machines/<id>``)."""
+def _record_of(folder: Path, process: psutil.Process) -> Path | None:
+    """The file that records ``process`` as the machine in ``folder``: the machine backend's
+    deployment state (``<run>/machine``), or the machine cloud's ``cloud.json`` (``<cloud>/machines/<id>``)."""
     from .._state import RunDir
 
-    records = []
-    try:
-        records.append(RunDir(folder.parent.parent, folder.parent.name).read().get("machine"))
-    except (OSError, ValueError, LabkitError):
-        pass
-    try:
-        servers = json.loads((folder.parent.parent / "cloud.json").read_text())["servers"]
-        records += [server.get("machine") for server in servers.values()]
-    except (OSError, ValueError, KeyError):
-        pass
     try:
         started = process.create_time()
     except psutil.Error:
-        return False
-    return any(record and (proc := record.get("proc")) and proc.get("pid") == process.pid
-               and abs(proc.get("started", 0) - started) < 0.01 for record in records)
+        return None
+
+    def names_it(record: dict | None) -> bool:
+        proc = (record or {}).get("proc") or {}
+        return proc.get("pid") == process.pid and abs(proc.get("started", 0) - started) < 0.01
+
+    run = RunDir(folder.parent.parent, folder.parent.name)
+    try:
+        if names_it(run.read().get("machine")):
+            return run.state_file
+    except (OSError, ValueError, LabkitError):
+        pass
+    cloud = folder.parent.parent / "cloud.json"
+    try:
+        servers = json.loads(cloud.read_text())["servers"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return cloud if any(names_it(server.get("machine")) for server in servers.values()) else None

@@ -146,7 +146,8 @@ class Machine:
         # Until it has exec'd the machine's init, nspawn's forked child still is nspawn: not yet the leader.
         try:
             for child in nspawn.children(recursive=True):
-                if child.name() != NSPAWN and child.parent().name() == NSPAWN:
+                parent = child.parent()  # None if it ended a moment ago: the fork, once init runs
+                if child.name() != NSPAWN and parent is not None and parent.name() == NSPAWN:
                     return child
         except psutil.Error:
             pass
@@ -158,12 +159,13 @@ class Machine:
     def destroy(self, timeout: float = 60.0) -> None:
         """Power off (SIGTERM to nspawn), kill what is left, leave the network, delete the copy."""
         nspawn = self.proc.handle() if self.proc else None
-        leader = self.leader()
+        # All below nspawn, taken now: a machine whose init never started has only nspawn's fork there.
+        below = _below(nspawn)
         if nspawn is not None:
             nspawn.send_signal(signal.SIGTERM)
             _, alive = psutil.wait_procs([nspawn], timeout=timeout)
             if alive:  # a machine that does not power off: its PID 1 takes its namespace with it
-                for process in filter(None, [leader, nspawn]):
+                for process in [*below, nspawn]:
                     try:
                         process.kill()
                     except psutil.Error:
@@ -215,6 +217,13 @@ def running_machines() -> list[psutil.Process]:
     # only the outermost one is the machine.
     pids = {process.pid for process in found}
     return [process for process in found if _parent_pid(process) not in pids]
+
+
+def _below(process: psutil.Process | None) -> list[psutil.Process]:
+    try:
+        return process.children(recursive=True) if process is not None else []
+    except psutil.Error:
+        return []
 
 
 def _parent_pid(process: psutil.Process) -> int | None:
