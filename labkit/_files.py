@@ -27,7 +27,8 @@ CHECKOUT = Path(__file__).resolve().parent.parent
 def shown(path: Path) -> str:
     """How a student names one of the lab's files: from the repository's top, or as the package's."""
     path = Path(path).resolve()
-    for root in (TEMPLATE_DIR.resolve().parent, SERVER_DIR.parent, ANSWERS_DIR.resolve().parent):
+    # The repository's top in a checkout (where _lab's links point), labkit/_lab in a wheel.
+    for root in (TEMPLATE_DIR.resolve().parent, SERVER_DIR.parent):
         if path.is_relative_to(root):
             return str(path.relative_to(root))
     return str(path)

@@ -51,10 +51,17 @@ class LoadResult:
         }
 
 
+def address(url: str) -> tuple[str, int]:
+    """The host and port an ``http://`` URL names (port 80 if it names none)."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        raise ValueError(f"{url!r} names no host: give the server's URL, e.g. http://127.0.0.1:5100")
+    return parts.hostname, parts.port or 80
+
+
 class _Client:
     def __init__(self, url: str, timeout: float):
-        parts = urlsplit(url)
-        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.host, self.port = address(url)
         self.timeout = timeout
         self.conn: http.client.HTTPConnection | None = None
 
@@ -202,7 +209,7 @@ def recorded_load(url: str, clients: int = 4, path: str = "/api/predict", timeou
     ``path`` is /api/predict (a POST of one row) or a page to GET. Each thread keeps one
     connection, and opens a new one after a failure. A request that gets no answer within
     ``timeout`` seconds is recorded with status 0."""
-    parts = urlsplit(url)
+    host, port = address(url)
     recorder, done = Recorder(), threading.Event()
     bodies = [json.dumps({"instances": [row]}).encode() for row in rows]
 
@@ -211,7 +218,7 @@ def recorded_load(url: str, clients: int = 4, path: str = "/api/predict", timeou
         sent = 0
         while not done.is_set():
             if conn is None:
-                conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
+                conn = http.client.HTTPConnection(host, port, timeout=timeout)
             started = time.monotonic()
             try:
                 if path == "/api/predict":

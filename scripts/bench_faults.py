@@ -51,12 +51,10 @@ def broker_stopped(lab, seconds: float = 8.0) -> float:
 
 def slow_clients(url: str, count: int, seconds: float = 12.0) -> float:
     """``count`` connections sending a request's headers a byte a second, for ``seconds``."""
-    from urllib.parse import urlsplit
+    from labkit._load import Crowd, address
 
-    from labkit._load import Crowd
-
-    parts = urlsplit(url)
-    with Crowd(parts.port or 80, count, "slow headers", seconds, host=parts.hostname or "127.0.0.1") as crowd:
+    host, port = address(url)
+    with Crowd(port, count, "slow headers", seconds, host=host) as crowd:
         started = time.monotonic()
         crowd.thread.join()  # it trickles for its seconds, then stops
     return started

@@ -31,7 +31,7 @@ def test_only_the_cloud_has_vms_and_ci_cd_runs_locally_and_on_the_cloud(backend)
     assert isinstance(backend, backends.CICD) == (backend.name in ("local", "openstack"))
 
 
-def test_scale_out_without_vms_says_what_to_do_instead(settings, monkeypatch):
+def test_scale_out_without_vms_says_what_to_do_instead():
     from labkit._deploy import Deployment
 
     lab = Deployment.__new__(Deployment)  # no deployment needed: the refusal comes before any work

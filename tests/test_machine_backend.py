@@ -101,8 +101,9 @@ def test_nginx_in_front_keeps_slow_clients_from_starving_the_server(lab, report)
 
 def test_cleanup_names_the_deployments_machine_and_leaves_it(lab):
     machine = machine_of(lab)
-    assert machine.name not in [leftover.name for leftover in cleanup.find()]
-    assert [(m.name, m.detail) for m in cleanup.owned() if m.name == machine.name] == \
+    found, owned = cleanup.survey()
+    assert machine.name not in [leftover.name for leftover in found]
+    assert [(m.name, m.detail) for m in owned if m.name == machine.name] == \
         [(machine.name, str(machine.folder.parent / "state.json"))]
 
 

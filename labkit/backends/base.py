@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 class Backend(Protocol):
     name: str
+
     @property
     def engines(self) -> tuple[str, ...]:
         """What its workers can serve the model with ("keras", "onnx")."""

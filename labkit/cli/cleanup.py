@@ -44,7 +44,7 @@ def command(yes: bool, all_owners: bool, machines: bool) -> None:
 def _machines(yes: bool) -> None:
     from ..machines import cleanup
 
-    found, owned = cleanup.find(), cleanup.owned()
+    found, owned = cleanup.survey()
     for machine in owned:
         click.echo(f"Kept: {machine.name}, recorded in {machine.detail}: `labkit down` of that deployment "
                    "stops it.")

@@ -35,15 +35,12 @@ class Leftover:
 
 def find() -> list[Leftover]:
     """What a crash left: machines no state records, and lab namespaces no machine uses."""
-    return _survey()[0]
+    return survey()[0]
 
 
-def owned() -> list[Leftover]:
-    """The machines a deployment records: not left over (``labkit down`` stops them), but worth naming."""
-    return _survey()[1]
-
-
-def _survey() -> tuple[list[Leftover], list[Leftover]]:
+def survey() -> tuple[list[Leftover], list[Leftover]]:
+    """What a crash left (as ``find``), and the machines a deployment records: not left over
+    (``labkit down`` stops them), but worth naming. One look at the host's processes for both."""
     found: list[Leftover] = []
     recorded: list[Leftover] = []
     used_netns: set[str] = set()
