@@ -23,13 +23,13 @@ import gzip
 import hashlib
 import io
 import json
-import secrets as _secrets
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import _nginx
 from ._errors import ConfigError
+from ._rabbitmq import new_account
 
 from ._files import SERVER_DIR, TEMPLATE_DIR
 
@@ -54,7 +54,7 @@ class Secrets:
 
     @classmethod
     def generate(cls) -> "Secrets":
-        return cls(f"lab-{_secrets.token_hex(4)}", _secrets.token_urlsafe(24))
+        return cls(*new_account())
 
     @classmethod
     def placeholders(cls) -> "Secrets":

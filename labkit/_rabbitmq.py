@@ -42,6 +42,16 @@ ERTS_GLOB = "/usr/lib/erlang/erts-*/bin"
 LOOPBACK_ONLY = "-kernel inet_dist_use_interface {127,0,0,1}"
 
 
+def new_account() -> tuple[str, str]:
+    """A broker user and password of its own for one deployment, on any backend or VM.
+
+    Hex only: a urlsafe token starts with "-" one time in 64, and ``rabbitmqctl add_user`` then
+    takes the password for an option, refuses it and prints it to the VM's console (a real run
+    did). Hex also needs no quoting in a URL, a shell or a Compose .env. 192 random bits.
+    """
+    return f"lab-{secrets.token_hex(4)}", secrets.token_hex(24)
+
+
 def _find(program: str) -> str | None:
     for folder in SYSTEM_DIRS:
         candidate = os.path.join(folder, program)
@@ -82,14 +92,15 @@ class Node:
         while len(ports) < 3:
             ports.add(_procs.free_port())
         amqp, dist, epmd = sorted(ports)
+        user, password = new_account()
         return cls(
             folder=str(folder),
             nodename=f"labkit-{name}@localhost",
             amqp_port=amqp,
             dist_port=dist,
             epmd_port=epmd,
-            user=f"lab-{secrets.token_hex(4)}",
-            password=secrets.token_urlsafe(24),
+            user=user,
+            password=password,
         )
 
     @property

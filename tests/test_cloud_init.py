@@ -254,3 +254,15 @@ def test_cli_lists_and_renders(model_dir, tmp_path, monkeypatch):
                  "--schema", str(SCHEMA_FILE)]) == 0
     assert baked.stat().st_size < out.stat().st_size / 4  # no release, no installs
     assert main(["cloud-init", "render", "no-such-template"]) == 1
+
+
+def test_broker_accounts_are_hex_so_no_password_reads_as_an_option():
+    # A urlsafe token began with "-" in a real run: rabbitmqctl add_user took it for an option,
+    # failed the VM's step 6 and printed the password to the console. One in 64 did.
+    from labkit._rabbitmq import new_account
+
+    accounts = [new_account() for _ in range(2000)]
+    assert all(re.fullmatch(r"lab-[0-9a-f]{8}", user) and re.fullmatch(r"[0-9a-f]{48}", password)
+               for user, password in accounts)
+    assert len({password for _, password in accounts}) == 2000
+    assert all(re.fullmatch(r"[0-9a-f]{48}", _cloudinit.Secrets.generate().broker_password) for _ in range(200))

@@ -32,6 +32,7 @@ from .._compose import Compose, env_text, env_values, project_name
 from .._config import Settings
 from .._errors import DeployError, PrerequisiteMissing, ScaleError
 from .._progress import Progress
+from .._rabbitmq import new_account
 from .._state import RunDir
 
 BUILD_TIMEOUT = 1800.0  # the first build downloads TensorFlow
@@ -81,7 +82,7 @@ class DockerBackend:
                     f"No trained model in {settings.model_dir}: run `labkit train` first "
                     "(or set LABKIT_MODEL_DIR to a folder that holds model.keras and metadata.json)."
                 )
-            password = secrets.token_urlsafe(24)
+            user, password = new_account()
             state = {
                 "id": secrets.token_hex(8),
                 "name": run.name,
@@ -107,7 +108,7 @@ class DockerBackend:
             state.update(host=settings.host, port=port, url=f"http://{settings.host}:{port}")
             release = _cloudinit.release(settings.model_dir)
             stage(directory, release, env_values(
-                deployment=run.name, broker_user=f"lab-{secrets.token_hex(4)}", broker_password=password,
+                deployment=run.name, broker_user=user, broker_password=password,
                 model_version=release.model_version, web_bind=settings.host, web_port=port,
                 predict_timeout=settings.predict_timeout, chart_version=_cloudinit.CHART_VERSION,
                 chart_sha256=hashlib.sha256(_cloudinit.CHART_FILE.read_bytes()).hexdigest(),
