@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from production_server.engines import ENGINES
+from production_server.contract import ENGINES
 
 from . import _load
 from ._bench import ROW, machine, met_text, ratio_text

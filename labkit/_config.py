@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import _userconfig
-from production_server.engines import ENGINES
+from production_server.contract import ENGINES
 
 from ._errors import ConfigError
 

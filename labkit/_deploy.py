@@ -239,7 +239,7 @@ class Deployment:
         """Send rows of 8 values to ``/api/predict``; returns a table with the answers."""
         import pandas as pd
 
-        from production_server.data import FEATURES
+        from production_server.contract import FEATURES
 
         rows = [list(r) for r in rows]
         answer = self.post_predict(rows)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from production_server.contract import METADATA_FILE, ONNX_FILE
+
 from ._config import Settings
 from ._display import Table, cell
 from ._errors import TrainingError
@@ -45,15 +47,14 @@ def train(
 
 def model_card(model_dir: Path | None = None, settings: Settings | None = None):
     """The trained model at a glance, as a two-column table: version, accuracy, how it was trained."""
-    from production_server.inference import read_metadata
-
     model_dir = Path(model_dir or (settings or Settings.from_env()).model_dir)
     try:
-        meta = read_metadata(model_dir)
-    except FileNotFoundError as exc:
-        raise TrainingError(f"{exc} Then run this again.") from None
+        meta = json.loads((model_dir / METADATA_FILE).read_text())
+    except FileNotFoundError:
+        raise TrainingError(f"No trained model in {model_dir}: run `labkit train` (or set LABKIT_MODEL_DIR), "
+                            "then run this again.") from None
     params = meta.get("params", {})
-    engines = ["keras"] + (["onnx"] if (model_dir / "model.onnx").is_file() else [])
+    engines = ["keras"] + (["onnx"] if (model_dir / ONNX_FILE).is_file() else [])
     return ModelCard({
         "version": meta.get("version"),
         "held-out accuracy": meta.get("accuracy"),

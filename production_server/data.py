@@ -20,22 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-FILENAME = "pima-indians-diabetes.csv"
-SHA256 = "06f5b7c2cd7bca686fda4f92eab5f61e7ff6426a9acefa2e3dda04fc54293cf5"
+from . import contract
+
+FILENAME = contract.DATA_FILE
+SHA256 = contract.DATA_SHA256
 MIRROR_URL = (
     "https://raw.githubusercontent.com/jbrownlee/Datasets/master/pima-indians-diabetes.data.csv"
 )
 SHAPE = (768, 9)
-FEATURES = (
-    "pregnancies",
-    "glucose",
-    "blood_pressure",
-    "skin_thickness",
-    "insulin",
-    "bmi",
-    "diabetes_pedigree",
-    "age",
-)
+FEATURES = contract.FEATURES
 
 
 class DataError(RuntimeError):

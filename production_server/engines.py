@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import numpy as np
 
-from . import inference
+from . import contract, inference
 from .config import ConfigurationError
 from .inference import OnnxModel
 
 if TYPE_CHECKING:
     from .model import TrainedModel
 
-ENGINES = ("keras", "onnx")
-DEFAULT = "keras"
+ENGINES = contract.ENGINES
+DEFAULT = contract.DEFAULT_ENGINE
 
 
 class Engine(Protocol):

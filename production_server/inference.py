@@ -15,11 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from . import contract
 from . import data as pima
 
-MODEL_FILE = "model.keras"
-ONNX_FILE = "model.onnx"
-METADATA_FILE = "metadata.json"
+MODEL_FILE = contract.MODEL_FILE
+ONNX_FILE = contract.ONNX_FILE
+METADATA_FILE = contract.METADATA_FILE
 N_FEATURES = len(pima.FEATURES)
 
 

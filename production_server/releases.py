@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-POINTER = "current"
-RELEASES = "releases"
-HISTORY = "history.jsonl"
+from .contract import HISTORY, POINTER, RELEASES
+
 _NAME_RE = re.compile(r"^(\d{4,})-([0-9A-Za-z]+)$")
 
 

@@ -13,6 +13,7 @@ import os
 import stat
 import subprocess
 import sys
+from pathlib import Path
 from dataclasses import dataclass
 
 import httpx
@@ -60,10 +61,15 @@ def production(ci: CI) -> dict:
     return {
         "version": ci.lab.model_info()["version"],
         "answers": (answers["probabilities"], answers["model_version"]),
-        "releases": [r.path.name for r in ci.pipeline.releases.all()],
+        "releases": [r.path.name for r in releases_of(ci).all()],
         "history": len(ci.pipeline.history()),
         "master": subprocess.run(["git", "rev-parse", "master"], cwd=repo, capture_output=True, text=True).stdout,
     }
+
+
+def releases_of(ci: CI) -> Releases:
+    """Production's releases, read directly: with the local backend production is a folder here."""
+    return Releases(Path(ci.pipeline.config.production))
 
 
 def worker_pids(lab) -> set[int]:
@@ -80,13 +86,13 @@ def test_init_serves_release_1_from_the_pointer_without_dropping_requests(ci, mo
     assert ci.init_load.requests > 0
     assert ci.init_load.errors == 0, ci.init_load.samples
     base = labkit.cicd.PipelineConfig.load(ci.pipeline.config.file)
-    release = ci.pipeline.releases.current()
+    release = releases_of(ci).current()
     assert release.number == 1
     assert (release.path / "model.keras").read_bytes() == (model_dir / "model.keras").read_bytes()
     assert ci.lab.model_info()["version"] == release.version
     # Every worker was started with the pointer, not the folder the deployment began with.
     for pid in worker_pids(ci.lab):
-        assert psutil.Process(pid).environ()["SERVER_MODEL_DIR"] == str(ci.pipeline.releases.pointer)
+        assert psutil.Process(pid).environ()["SERVER_MODEL_DIR"] == str(releases_of(ci).pointer)
     for name, script in ci.pipeline.hooks().items():
         path = base.repo / "hooks" / name
         assert path.stat().st_mode & stat.S_IXUSR
@@ -126,7 +132,7 @@ def test_a_better_model_is_served_with_no_failed_request(ci, report, capsys):
     assert versions_served(ci.lab.url) == {result.version}
     # Zero downtime without restarts: the same worker processes now serve the new release.
     assert worker_pids(ci.lab) == pids
-    assert ci.pipeline.releases.current().version == result.version
+    assert releases_of(ci).current().version == result.version
     assert ci.pipeline.history()[-1]["accuracy"] > ci.pipeline.history()[0]["accuracy"]
 
 
@@ -254,7 +260,7 @@ def test_history_lists_every_deploy(ci, monkeypatch, capsys):
     """Run after the pushes above, it sees their deploys and the rollback; alone, release 1."""
     history = ci.pipeline.history()
     assert history[0]["action"] == "init" and history[0]["release"] == 1
-    assert {r.number for r in ci.pipeline.releases.all()} == {e["release"] for e in history}
+    assert {r.number for r in releases_of(ci).all()} == {e["release"] for e in history}
     repo = ci.pipeline.config.repo
     for entry in history:
         assert {"release", "version", "accuracy", "time", "commit", "who", "action"} <= set(entry)
@@ -291,8 +297,8 @@ def test_an_init_that_stopped_half_way_is_finished_by_the_next(ci):
 
 
 def test_set_up_clears_an_interrupted_set_up_and_never_a_finished_one(tmp_path, model_dir):
-    from production_server.cicd import PipelineError, setup
-    from production_server.cicd.config import PipelineConfig
+    from production_server.cicd import setup
+    from production_server.contract import PipelineConfig, PipelineError
 
     config = PipelineConfig(name="x", deployment_id="d", url="http://127.0.0.1:9", production=str(tmp_path / "p"))
     (tmp_path / "p" / "repo.git").mkdir(parents=True)

@@ -21,7 +21,7 @@ import labkit
 from labkit.cicd._hosts import LocalHost, Sides, SSHHost, git_over_ssh
 from labkit._progress import Progress
 from labkit.cicd._pipeline import INIT_STEPS, _set_up
-from production_server.cicd.config import PipelineConfig
+from production_server.contract import PipelineConfig
 from test_ssh import Sshd, pytestmark as needs_sshd
 
 pytestmark = needs_sshd

@@ -17,7 +17,7 @@ import pytest
 import labkit
 from labkit._progress import Progress
 from labkit.cicd._pipeline import _set_up, _with_threshold
-from production_server.cicd.config import PipelineConfig
+from production_server.contract import PipelineConfig
 from test_cicd_ssh import production_sshd, sides_for  # noqa: F401 - a fixture, used by name
 from test_ssh import pytestmark as needs_sshd
 

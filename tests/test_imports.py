@@ -103,3 +103,39 @@ def test_importing_labkit_imports_neither_flask_nor_tensorflow():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+# What labkit may import of the server: the contract, and the data set's and the archives' files, which
+# the docker and machine backends stage (both helpers read files; neither starts any of the server).
+SERVER_MODULES_LABKIT_USES = {"production_server.contract", "production_server.data", "production_server.archives"}
+
+
+def server_imports_of(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").startswith("production_server"):
+            found |= ({f"{node.module}.{a.name}" for a in node.names} if node.module == "production_server"
+                      else {node.module})
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("production_server")}
+    return found
+
+
+def test_labkit_imports_of_the_server_are_the_contract_and_two_file_helpers():
+    used: dict[str, set[str]] = {}
+    for path in (REPO / "labkit").rglob("*.py"):
+        if "testing" not in path.relative_to(REPO).parts:  # the fake cloud plays the server's VM
+            for module in server_imports_of(path):
+                used.setdefault(module, set()).add(str(path.relative_to(REPO)))
+    assert "production_server.contract" in used  # the scan reads labkit
+    strays = {module: files for module, files in used.items()
+              if module not in SERVER_MODULES_LABKIT_USES and module != "production_server"}
+    assert not strays, f"labkit reaches into the server beyond its contract: {strays}"
+
+
+def test_the_contract_needs_nothing_but_the_standard_library():
+    tree = ast.parse((PACKAGE / "contract.py").read_text(encoding="utf-8"))
+    imported = {a.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module and not node.level}
+    assert imported and imported <= set(sys.stdlib_module_names) | {"__future__"}, imported

@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from production_server import archives, data
-from production_server.engines import ENGINES
+from production_server.contract import ENGINES
 
 from .. import _cloudinit, _health, _procs
 from .._compose import Compose, env_text, env_values, project_name

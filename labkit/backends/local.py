@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import psutil
-from production_server.engines import ENGINES
+from production_server.contract import ENGINES
 
 from .. import _health, _nginx, _procs
 from .._config import Settings

@@ -13,7 +13,7 @@ What runs on production (setup, hooks, gate, rollout) is ``production_server.cic
 this package is the student's side, which drives both sides through ``_hosts``.
 """
 
-from production_server.cicd.config import DEFAULT_MIN_ACCURACY, DEPLOY_BRANCH, PipelineConfig
+from production_server.contract import DEFAULT_MIN_ACCURACY, DEPLOY_BRANCH, PipelineConfig
 
 from ._pipeline import Pipeline, PushResult, attach, init
 

@@ -21,11 +21,17 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from production_server.cicd import PipelineError
-from production_server.cicd.config import CONFIG_FILE, DEFAULT_MIN_ACCURACY, MODEL_PATH, PipelineConfig
-from production_server.cicd.hooks import DEPLOY, GATE
-from production_server.cicd.setup import HOOK_TEXT
-from production_server.releases import HISTORY, Releases
+from production_server.contract import (
+    CONFIG_FILE,
+    DEFAULT_MIN_ACCURACY,
+    DEPLOY,
+    GATE,
+    HISTORY,
+    HOOKS,
+    MODEL_PATH,
+    PipelineConfig,
+    PipelineError,
+)
 
 from ..backends import CICD
 from .._config import DEFAULT_NAME, Settings
@@ -36,7 +42,7 @@ from .._display import Table, cell
 from .._errors import CICDError, PushRejected, TrainingError
 from .._progress import Progress, Step
 from .._show import SourceFile
-from ._hosts import LocalHost, Sides, must
+from ._hosts import Sides, must
 
 RECORD = "pipeline.json"  # labkit's own note of a pipeline, on the student's machine
 GATE_STEP = "push: production's gate checks the model"
@@ -116,17 +122,10 @@ class Pipeline:
         """The working repository (a folder on the development side's host)."""
         return Path(self.sides.development_dir)
 
-    @property
-    def releases(self) -> Releases:
-        """Production's releases, read directly: only where production is a folder on this machine."""
-        if not isinstance(self.sides.production, LocalHost):
-            raise CICDError(f"Production is {self.sides.production.name}: read its releases with history().")
-        return Releases(Path(self.config.production))
-
     def hooks(self) -> dict[str, SourceFile]:
         """The hook scripts production runs, by name, as they are there."""
         folder = self.config.repo / "hooks"
-        return {name: SourceFile(folder / name, self._read(folder / name)) for name in HOOK_TEXT}
+        return {name: SourceFile(folder / name, self._read(folder / name)) for name in HOOKS}
 
     def push(self, epochs: int = 150, hidden: tuple[int, ...] = (12, 8), seed: int = 7,
              message: str | None = None, branch: str | None = None) -> PushResult:

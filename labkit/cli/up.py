@@ -5,7 +5,7 @@ import threading
 from contextlib import contextmanager
 
 import click
-from production_server.engines import ENGINES
+from production_server.contract import ENGINES
 
 from ..backends import NAMES, Backend
 from ._options import name_option

@@ -33,11 +33,9 @@ from .. import archives
 from ..model import read_metadata
 from ..releases import ReleaseError, Releases
 from . import PipelineError, gate, git, rollout
-from .config import MODEL_PATH, PipelineConfig
+from ..contract import DEPLOY, GATE, MODEL_PATH, PipelineConfig
 
 ZERO = "0" * 40
-GATE = "[labkit gate]"
-DEPLOY = "[labkit deploy]"
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from pathlib import Path
 from ..model import read_metadata
 from ..releases import Releases
 from . import PipelineError, git
-from .config import MODEL_PATH, PipelineConfig
+from ..contract import HOOKS, MODEL_PATH, PipelineConfig
 
 HOOK_TEXT = {
     "pre-receive": "the quality gate. For a push to {branch} it loads the pushed model in a\n"
@@ -70,7 +70,8 @@ def _first_commit(config: PipelineConfig, model_dir: Path, who: str) -> None:
 
 
 def _install_hooks(config: PipelineConfig, python: str, pythonpath: str | None) -> None:
-    for name, what in HOOK_TEXT.items():
+    for name in HOOKS:
+        what = HOOK_TEXT[name]
         hook = config.repo / "hooks" / name
         hook.write_text(
             "#!/bin/sh\n"
