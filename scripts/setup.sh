@@ -53,7 +53,7 @@ fi
 stamp=".venv/.installed-$(cat pyproject.toml production_server/requirements.txt | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   say "installing the project and its dependencies into .venv (TensorFlow is large: a few minutes)"
-  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q --upgrade pip "setuptools>=77"  # the wheel test builds without isolation
   # The server's pins as constraints: labkit's local backend runs exactly what a VM or container installs.
   .venv/bin/python -m pip install -q -e ".[test]" -c production_server/requirements.txt
   rm -f .venv/.installed-*
