@@ -7,7 +7,8 @@
     >>> lab.destroy()
 """
 
-from ._checks import Checks, check_environment
+from . import cicd as cicd  # labkit.cicd.init(), .attach(): a module, so not in __all__
+from . import grading as grading  # labkit.grading.grade(), .question_cells(): a module, so not in __all__
 from ._config import Settings
 from ._deploy import Deployment, Status, attach, deploy, deployments
 from ._errors import (
@@ -31,14 +32,14 @@ from ._errors import (
     SSHError,
     TrainingError,
 )
-from ._compare import EngineComparison, compare_engines
-from ._progress import Step, parse as parse_markers
-from ._show import SourceFile, UserData, cloud_init, show_file
-from ._sweep import SweepResult, sweep
-from ._timing import PredictionTimes, StepTimes, compare_steps, step_times, time_predictions
 from ._train import model_card, train
-from . import cicd as cicd  # labkit.cicd.init(), .attach(): a module, so not in __all__
-from . import grading as grading  # labkit.grading.grade(), .question_cells(): a module, so not in __all__
+from .experiments.compare import EngineComparison, compare_engines
+from .experiments.sweep import SweepResult, sweep
+from .experiments.timing import PredictionTimes, StepTimes, compare_steps, step_times, time_predictions
+from .notebook.checks import Checks, check_environment
+from .notebook.progress import Step
+from .notebook.progress import parse as parse_markers
+from .notebook.show import SourceFile, UserData, cloud_init, show_file
 
 __all__ = [
     "BenchmarkError",

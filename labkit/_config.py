@@ -6,9 +6,9 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from . import _userconfig
 from production_server.contract import ENGINES
 
+from . import _userconfig
 from ._errors import ConfigError
 
 # The variables, in one place, so --help texts and docs name the same ones.
@@ -43,7 +43,7 @@ def _choices(name: str) -> tuple[str, ...] | None:
 
         return NAMES
     if name == CLOUD_TEMPLATE:
-        from .backends.openstack import TASKS
+        from .backends.openstack.backend import TASKS
 
         return tuple(TASKS)
     return {ENGINE: tuple(ENGINES), PROGRESS: PROGRESS_MODES}.get(name)
@@ -102,7 +102,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
-        # The student's saved choices (labkit.ui) under the real environment.
+        # The student's saved choices (labkit.notebook.widgets) under the real environment.
         env = _userconfig.environ() if env is None else dict(env)
         for name in (*NUMBERS, BACKEND, ENGINE, PROGRESS):
             # The file's values were checked as it was read: what is wrong here comes from the environment.

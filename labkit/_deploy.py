@@ -11,12 +11,14 @@ from typing import Sequence
 import httpx
 import psutil
 
-from . import _health, _procs, backends
+from . import backends
 from ._config import DEFAULT_NAME, Settings
-from ._display import Table, cell, table
 from ._errors import ConfigError, DeployError, LabkitError, NotDeployed, PredictionError, ScaleError, ServerNotReady
-from ._progress import Progress, Step, tell
 from ._state import RunDir, private_dir
+from .infra import health as _health
+from .infra import procs
+from .notebook.display import Table, cell, table
+from .notebook.progress import Progress, Step, tell
 
 
 @dataclass
@@ -483,7 +485,7 @@ def _orphaned(state: dict) -> bool:
     owner = state.get("started_by") or {}
     if "pid" not in owner:
         return False
-    return not _procs.Proc("owner", owner["pid"], owner["started"]).alive()
+    return not procs.Proc("owner", owner["pid"], owner["started"]).alive()
 
 
 def _waiting_note(mode: str):

@@ -69,7 +69,7 @@ class QuotaError(CloudError):
 
 
 class CleanupIncomplete(CloudError):
-    """Some deletes failed; ``outcome`` (a ``labkit._cleanup.Outcome``) lists what was deleted and what is left."""
+    """Some deletes failed; ``outcome`` (a ``labkit.backends.openstack.cleanup.Outcome``) lists what was deleted and what is left."""
 
     def __init__(self, message: str, outcome: object):
         super().__init__(message)

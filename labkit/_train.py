@@ -11,8 +11,8 @@ from pathlib import Path
 from production_server.contract import METADATA_FILE, ONNX_FILE
 
 from ._config import Settings
-from ._display import Table, cell
 from ._errors import TrainingError
+from .notebook.display import Table, cell
 
 
 def train(

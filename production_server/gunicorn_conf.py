@@ -8,7 +8,7 @@ What gunicorn answers on its own, before Flask sees the request, is an HTML
 page (``gunicorn.util.write_error``, which no setting changes) that closes the
 connection: a request line over ``limit_request_line`` (414), too many or too
 long header fields (431), a line it cannot parse (400). gunicorn never faces
-clients: nginx is in front wherever it runs (``labkit/_nginx.py``), refuses
+clients: nginx is in front wherever it runs (``labkit/infra/nginx.py``), refuses
 request lines and headers over 4 KiB (16 KiB in all) itself, in JSON, and
 passes on only well-formed requests. So the limits here are gunicorn's
 largest, above nginx's: what nginx lets through, gunicorn takes.

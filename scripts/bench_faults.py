@@ -51,7 +51,7 @@ def broker_stopped(lab, seconds: float = 8.0) -> float:
 
 def slow_clients(url: str, count: int, seconds: float = 12.0) -> float:
     """``count`` connections sending a request's headers a byte a second, for ``seconds``."""
-    from labkit._load import Crowd, address
+    from labkit.experiments.load import Crowd, address
 
     host, port = address(url)
     with Crowd(port, count, "slow headers", seconds, host=host) as crowd:
@@ -61,7 +61,8 @@ def slow_clients(url: str, count: int, seconds: float = 12.0) -> float:
 
 
 def run(lab, drill: Drill, clients: int, workers: int) -> list[str]:
-    from labkit import _load, _procs
+    from labkit.experiments import load as _load
+    from labkit.infra import procs
 
     wanted = f"healthy: {workers} of {workers} worker{'s' if workers != 1 else ''}"
     said: list[tuple[float, str]] = []  # what status said, every 0.2 s from the fault on
@@ -77,12 +78,12 @@ def run(lab, drill: Drill, clients: int, workers: int) -> list[str]:
         watcher = threading.Thread(target=watch, args=(stop,), daemon=True)
         watcher.start()
         since = drill.act()
-        _procs.wait_until(lambda: load.first_run_of_successes(since, 20) is not None, timeout=RECOVERY_S,
+        procs.wait_until(lambda: load.first_run_of_successes(since, 20) is not None, timeout=RECOVERY_S,
                           interval=0.2)
         served = load.first_run_of_successes(since, 20)
         # status may say "healthy" for a moment after the fault (its news is up to 2.5 s old): wait for
         # what it says after it said anything else.
-        _procs.wait_until(lambda: time.monotonic() > since + 5 and said[-1][1] == wanted, timeout=RECOVERY_S,
+        procs.wait_until(lambda: time.monotonic() > since + 5 and said[-1][1] == wanted, timeout=RECOVERY_S,
                           interval=0.2)
         time.sleep(2)
         stop.set()
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import labkit
-    from labkit._display import Table
+    from labkit.notebook.display import Table
 
     lab = labkit.deploy("local", name="bench-faults", workers=args.workers, settings=labkit.Settings.from_env())
     try:

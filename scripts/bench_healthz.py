@@ -56,13 +56,13 @@ def poll(url: str, pollers: int, period: float, stop: threading.Event, latencies
 
 
 def measure(url: str, clients: int, seconds: float, pollers: int, period: float) -> list[str]:
-    from labkit import _load
+    from labkit.experiments import load
 
     stop, latencies, failures = threading.Event(), [], []
     threads = poll(url, pollers, period, stop, latencies, failures)
     try:
         time.sleep(0.5 if pollers else 0)  # the pollers under way before the first prediction
-        result = _load.run(url, ROWS, concurrency=clients, duration=seconds)
+        result = load.run(url, ROWS, concurrency=clients, duration=seconds)
     finally:
         stop.set()
         for thread in threads:
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import labkit
-    from labkit import _load
+    from labkit.experiments import load
 
     lab = None
     url = args.url
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         lab = labkit.deploy("local", name="bench-healthz", workers=1, settings=labkit.Settings.from_env())
         url = lab.url
     try:
-        _load.run(url, ROWS, concurrency=2, requests=50)  # warm up: connections, the model's first call
+        load.run(url, ROWS, concurrency=2, requests=50)  # warm up: connections, the model's first call
         header = ["/healthz during the run", "predictions", "failed", "predict p50 ms", "predict p95 ms",
                   "/healthz answers (p50)", "/healthz failed"]
         rows = [measure(url, args.clients, args.seconds, pollers, period)
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if lab is not None:
             lab.destroy()
-    from labkit._display import Table
+    from labkit.notebook.display import Table
 
     print(f"{args.clients} clients sending POST /api/predict (one row) for {args.seconds:g} s per row, {url}")
     print(Table(header, rows, right=(1, 2, 3, 4, 5, 6)).markdown())

@@ -111,7 +111,7 @@ class ImagePrebuild:
         self.thread.start()
 
     def _build(self) -> None:
-        from labkit.machines import image, standins
+        from labkit.backends.machine import image, standins
 
         try:
             image.ensure(self.folder, suite="bookworm")
@@ -126,7 +126,7 @@ PREBUILD = ImagePrebuild()
 
 
 def machines_unusable() -> str | None:
-    from labkit import machines
+    from labkit.backends import machine as machines
 
     if os.geteuid() != 0:
         return "the machine backend needs root (systemd-nspawn): run the tests as root to include it"

@@ -7,9 +7,9 @@ import time
 from contextlib import contextmanager
 
 import labkit
-from labkit import machines
-from labkit.machines import network
-from labkit.machines.machine import Machine
+from labkit.backends import machine as machines
+from labkit.backends.machine import network
+from labkit.backends.machine.machine import Machine
 
 
 @contextmanager

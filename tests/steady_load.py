@@ -1,7 +1,7 @@
 """Load on a server while a block runs.
 
 ``steady_load``: the CI/CD tests count its failed requests. The drills, where it matters which
-answer came when, use ``labkit._load.recorded_load`` (as scripts/bench_faults.py does)."""
+answer came when, use ``labkit.experiments.load.recorded_load`` (as scripts/bench_faults.py does)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from labkit import _load
+from labkit.experiments import load
 
-ROWS = _load.DRILL_ROWS
+ROWS = load.DRILL_ROWS
 
 
 @dataclass
@@ -29,7 +29,7 @@ def steady_load(url: str):
 
     def loop() -> None:
         while not done.is_set():
-            result = _load.run(url, ROWS, concurrency=2, requests=20)
+            result = load.run(url, ROWS, concurrency=2, requests=20)
             totals.requests += result.requests
             totals.errors += result.errors
             totals.samples += result.error_samples

@@ -16,9 +16,10 @@ import pandas as pd
 import pytest
 
 import labkit
-from labkit import _load, _procs
-from labkit._bench import ROW
 from labkit.cli import main
+from labkit.experiments import load as _load
+from labkit.experiments.bench import ROW
+from labkit.infra import procs
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -41,7 +42,7 @@ def assert_readable_png(path: Path) -> None:
 
 
 def test_load_counts_every_request_as_an_error_when_nothing_listens():
-    port = _procs.free_port()
+    port = procs.free_port()
     result = _load.run(f"http://127.0.0.1:{port}", [ROW], concurrency=4, requests=40, timeout=2)
     assert (result.requests, result.errors, result.throughput) == (40, 40, 0.0)
     assert "ConnectionRefusedError" in result.error_samples[0]
@@ -158,7 +159,7 @@ def test_compare_engines_measures_both_and_takes_its_deployments_down(settings, 
 @pytest.mark.parametrize("backend, compared_on", [("local", "local"), ("docker", "docker"), ("machine", "local")])
 def test_engines_are_compared_where_both_are_served(settings, monkeypatch, capsys, backend, compared_on):
     # On the machine backend, notebook 02's comparison raised "serves the model with Keras only".
-    from labkit import _compare
+    from labkit.experiments import compare
 
     measured = []
 
@@ -166,7 +167,7 @@ def test_engines_are_compared_where_both_are_served(settings, monkeypatch, capsy
         measured.append((settings.backend, engine))
         raise labkit.BenchmarkError("measured enough")
 
-    monkeypatch.setattr(_compare, "_measure", measure)
+    monkeypatch.setattr(compare, "_measure", measure)
     with pytest.raises(labkit.BenchmarkError, match="measured enough"):
         labkit.compare_engines(dataclasses.replace(settings, backend=backend), progress="off")
     assert measured == [(compared_on, "keras")]

@@ -10,10 +10,10 @@ import pytest
 import labkit
 from labkit import backends
 from labkit._errors import CICDError, ConfigError
-from labkit.backends.docker import DockerBackend
-from labkit.backends.local import LocalBackend
-from labkit.backends.machine import MachineBackend
-from labkit.backends.openstack import OpenStackBackend
+from labkit.backends.docker.backend import DockerBackend
+from labkit.backends.local.backend import LocalBackend
+from labkit.backends.machine.backend import MachineBackend
+from labkit.backends.openstack.backend import OpenStackBackend
 from production_server.engines import ENGINES
 
 REPO = Path(__file__).resolve().parent.parent

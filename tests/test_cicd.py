@@ -13,20 +13,19 @@ import os
 import stat
 import subprocess
 import sys
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import psutil
 import pytest
-
-import labkit
-from labkit import _procs
-from labkit.cli import main as cli
-from production_server.releases import Releases
-
 from steady_load import ROWS, Totals, steady_load
 from test_shown_in_notebooks import assert_reads_well
+
+import labkit
+from labkit.cli import main as cli
+from labkit.infra import procs
+from production_server.releases import Releases
 
 pytestmark = pytest.mark.slow
 
@@ -333,7 +332,7 @@ def test_a_dead_pointer_cannot_be_confirmed(tmp_path):
     """The confirmation fails instead of passing when nothing answers."""
     from production_server.cicd.rollout import confirm
 
-    port = _procs.free_port()
+    port = procs.free_port()
     with pytest.raises(TimeoutError):
         confirm(f"http://127.0.0.1:{port}", "abc", timeout=1)
 

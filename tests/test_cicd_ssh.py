@@ -16,13 +16,14 @@ import subprocess
 import sys
 
 import pytest
+from test_ssh import Sshd
+from test_ssh import pytestmark as needs_sshd
 
 import labkit
-from labkit.cicd._hosts import LocalHost, Sides, SSHHost, git_over_ssh
-from labkit._progress import Progress
 from labkit.cicd._pipeline import INIT_STEPS, _set_up
+from labkit.infra.hosts import LocalHost, Sides, SSHHost, git_over_ssh
+from labkit.notebook.progress import Progress
 from production_server.contract import PipelineConfig
-from test_ssh import Sshd, pytestmark as needs_sshd
 
 pytestmark = needs_sshd
 

@@ -13,13 +13,13 @@ import json
 from dataclasses import replace
 
 import pytest
-
-import labkit
-from labkit._progress import Progress
-from labkit.cicd._pipeline import _set_up, _with_threshold
-from production_server.contract import PipelineConfig
 from test_cicd_ssh import production_sshd, sides_for  # noqa: F401 - a fixture, used by name
 from test_ssh import pytestmark as needs_sshd
+
+import labkit
+from labkit.cicd._pipeline import _set_up, _with_threshold
+from labkit.notebook.progress import Progress
+from production_server.contract import PipelineConfig
 
 pytestmark = needs_sshd
 

@@ -20,10 +20,10 @@ import tarfile
 import pytest
 
 import labkit
-from labkit import _cloudinit
-from labkit._ssh import Result
-from labkit.backends.openstack import SystemdOverSSH
-from labkit.cicd._hosts import SSHHost
+from labkit.backends.openstack.backend import SystemdOverSSH
+from labkit.infra import cloudinit
+from labkit.infra.hosts import SSHHost
+from labkit.infra.ssh import Result
 
 
 def test_a_command_as_another_user_survives_sudo_and_two_shells(tmp_path):
@@ -54,7 +54,7 @@ def test_a_command_as_another_user_survives_sudo_and_two_shells(tmp_path):
 
 
 class RecordedSSH:
-    """Stands in for labkit._ssh.SSH: records each command; the ones matching ``fail`` exit 1."""
+    """Stands in for labkit.infra.ssh.SSH: records each command; the ones matching ``fail`` exit 1."""
 
     def __init__(self, fail: str | None = None) -> None:
         self.commands: list[str] = []
@@ -75,7 +75,7 @@ def bash_syntax_errors(commands: list[str]) -> list[str]:
 def test_production_gets_the_hooks_code_and_a_deploy_user_only_the_development_key_reaches():
     ssh = RecordedSSH()
     key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDev labkit-development-lab"
-    SystemdOverSSH(ssh).install_cicd(_cloudinit.cicd_code(), key)
+    SystemdOverSSH(ssh).install_cicd(cloudinit.cicd_code(), key)
     assert bash_syntax_errors(ssh.commands) == []
     unpack = next(c for c in ssh.commands if "base64 -d" in c)
     archive = base64.b64decode(re.match(r"echo (\S+) \| base64 -d \| sudo tar -xzf - -C /opt/labkit/app$",
@@ -83,7 +83,7 @@ def test_production_gets_the_hooks_code_and_a_deploy_user_only_the_development_k
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         members = {m.name: m.mode for m in tar.getmembers()}
     assert members["production_server/cicd/hooks.py"] == 0o644  # readable by the deploy user
-    assert set(members) == {f"production_server/cicd/{p.name}" for p in _cloudinit.CICD_DIR.glob("*.py")}
+    assert set(members) == {f"production_server/cicd/{p.name}" for p in cloudinit.CICD_DIR.glob("*.py")}
     joined = "\n".join(ssh.commands)
     assert "--shell /usr/bin/git-shell deploy" in joined
     assert f"echo 'restrict {key}' | sudo tee /var/lib/labkit-deploy/.ssh/authorized_keys" in joined

@@ -10,12 +10,14 @@ from __future__ import annotations
 import pytest
 
 import labkit
-from labkit import _cleanup, _cloudinit, _procs
 from labkit._state import RunDir
-from labkit.testing.fake_cloud import FakeCloud
-from labkit.backends.openstack import CloudSettings, OpenStackBackend, default_owner
-from labkit.backends.openstack_cloud import OpenStackCloud
+from labkit.backends.openstack import cleanup as _cleanup
+from labkit.backends.openstack.backend import CloudSettings, OpenStackBackend, default_owner
+from labkit.backends.openstack.cloud import OpenStackCloud
 from labkit.cli import main
+from labkit.infra import cloudinit
+from labkit.infra import procs as _procs
+from labkit.testing.fake_cloud import FakeCloud
 
 OWNER = default_owner()  # who `labkit cleanup` cleans up for, without --all-owners
 CLASSMATE = "bob@other-laptop"
@@ -44,7 +46,7 @@ def cli(monkeypatch, cloud, settings):
 
 def launch(cloud, settings, name="lab", owner=OWNER, group="labkit-server", boot=False):
     """What the OpenStack backend's ``up`` asks of the cloud; ``boot`` attaches the IP that starts the VM."""
-    userdata = _cloudinit.render("single-server", settings.model_dir)
+    userdata = cloudinit.render("single-server", settings.model_dir)
     cloud.ensure_security_group(group, "0.0.0.0/0", "0.0.0.0/0")
     server = cloud.create_server(f"labkit-{name}", "image-1", "flavor-1", "network-1", "labkit", group, userdata,
                                  {"labkit-owner": owner, "labkit-task": "task-1", "labkit-deployment": name})

@@ -16,19 +16,19 @@ import secrets as secrets_module  # the `secrets` fixture is the deployment's ge
 import subprocess
 import sys
 import tarfile
-import tomllib
 from importlib.metadata import version
 
 import pytest
+import tomllib
 import yaml
+from conftest import REPO
 from packaging.requirements import Requirement
 
 import labkit
-from conftest import REPO
-from labkit import _cloudinit
+from labkit.infra import cloudinit
 
 SCHEMA_FILE = REPO.parent / "shared" / "schemas" / "cloud-config-v1.schema.json"
-TEMPLATES = list(_cloudinit.templates())
+TEMPLATES = list(cloudinit.templates())
 # (template, baked): every template as for a stock image; those labkit can bake an image for, also baked.
 VARIANTS = [pytest.param(n, False, id=n) for n in TEMPLATES] + [
     pytest.param(n, True, id=f"{n}-baked") for n in ("single-server", "worker")]
@@ -42,12 +42,12 @@ def schema() -> dict:
 
 
 @pytest.fixture(scope="module")
-def secrets() -> _cloudinit.Secrets:
-    return _cloudinit.Secrets.generate()
+def secrets() -> cloudinit.Secrets:
+    return cloudinit.Secrets.generate()
 
 
 def rendered(name, model_dir, **kwargs) -> tuple[str, dict]:
-    text = _cloudinit.render(name, model_dir, **kwargs)
+    text = cloudinit.render(name, model_dir, **kwargs)
     return text, yaml.safe_load(text)
 
 
@@ -58,29 +58,29 @@ def files_of(document: dict) -> dict[str, dict]:
 @pytest.mark.parametrize("name, baked", VARIANTS)
 @pytest.mark.parametrize("workers", [1, 3])
 def test_template_validates_and_fits(name, workers, baked, model_dir, schema, secrets, report):
-    text = _cloudinit.render(name, model_dir, workers=workers, secrets=secrets, broker_host="10.0.0.5", baked=baked)
-    assert _cloudinit.check(text, schema) == []
-    assert _cloudinit.encoded_size(text) <= _cloudinit.USERDATA_LIMIT
+    text = cloudinit.render(name, model_dir, workers=workers, secrets=secrets, broker_host="10.0.0.5", baked=baked)
+    assert cloudinit.check(text, schema) == []
+    assert cloudinit.encoded_size(text) <= cloudinit.USERDATA_LIMIT
     report(f"cloud-init {name}{' (baked image)' if baked else ''}, {workers} worker(s): "
-           f"{_cloudinit.encoded_size(text)} of 65535 bytes after gzip and base64")
+           f"{cloudinit.encoded_size(text)} of 65535 bytes after gzip and base64")
 
 
 def test_the_schema_check_catches_mistakes(model_dir, schema):
-    text = _cloudinit.render("single-server", model_dir)
+    text = cloudinit.render("single-server", model_dir)
     broken = re.sub(r"^final_message: .*$", "final_message: 42\nruncmd_typo: [1]", text, flags=re.M)
-    assert _cloudinit.check(broken, schema) == [
+    assert cloudinit.check(broken, schema) == [
         "(top): Additional properties are not allowed ('runcmd_typo' was unexpected)",
         "final_message: 42 is not of type 'string'",
     ]
     too_big = text + "# " + secrets_module.token_urlsafe(30_000) + "\n"  # gzip cannot shrink random text
-    assert any("more than Nova's 65535" in p for p in _cloudinit.check(too_big))
+    assert any("more than Nova's 65535" in p for p in cloudinit.check(too_big))
 
 
 def test_user_data_travels_gzip_compressed_as_cloud_init_reads_it(model_dir):
-    text = _cloudinit.render("single-server", model_dir)
-    sent = _cloudinit.encode(text)
+    text = cloudinit.render("single-server", model_dir)
+    sent = cloudinit.encode(text)
     assert base64.b64decode(sent)[:2] == b"\x1f\x8b"  # gzip's magic, which cloud-init looks for
-    assert _cloudinit.decode(sent) == text and _cloudinit.encode(text) == sent  # reproducible
+    assert cloudinit.decode(sent) == text and cloudinit.encode(text) == sent  # reproducible
     # Without gzip the release archive would be base64-encoded twice, past Nova's limit.
     assert len(base64.b64encode(text.encode())) > len(sent)
 
@@ -112,7 +112,7 @@ def test_step_runner_prints_markers_that_labkit_parses(model_dir, tmp_path):
     failed = subprocess.run(["bash", str(runner), "3", "5", "break", "sh", "-c", "exit 7"], capture_output=True, text=True)
     assert failed.returncode == 7
     assert labkit.parse_markers(failed.stdout) == []
-    from labkit._progress import failure
+    from labkit.notebook.progress import failure
 
     # As it would look on the console, prefixed by journald.
     assert failure(f"[  41.2] cloud-init[901]: {failed.stdout}") == "step 3/5 (break) failed: exit 7 after 0.0s"
@@ -139,7 +139,7 @@ def test_the_release_is_the_server_and_the_model_and_runs(model_dir, tmp_path):
 
 
 def test_the_release_is_reproducible(model_dir):
-    assert _cloudinit.release(model_dir).b64 == _cloudinit.release(model_dir).b64
+    assert cloudinit.release(model_dir).b64 == cloudinit.release(model_dir).b64
 
 
 def test_secrets_only_where_they_belong(model_dir, secrets):
@@ -204,7 +204,7 @@ def test_a_baked_image_skips_the_installs_and_only_brings_this_deployments_secre
     assert steps == ["configure RabbitMQ", "start the services", "wait for the server to answer"]
     assert not any(word in text for word in ("apt-get", "pip install", "npm pack", "release.tar.gz"))
     assert secrets.broker_password in files_of(document)["/etc/labkit/server.env"]["content"]
-    assert _cloudinit.encoded_size(text) * 4 < _cloudinit.encoded_size(fresh)
+    assert cloudinit.encoded_size(text) * 4 < cloudinit.encoded_size(fresh)
     # The same services and broker set-up as a fresh server.
     for path in ("/etc/systemd/system/labkit-web.service", "/opt/labkit/rabbitmq/configure"):
         assert files_of(document)[path] == files_of(full)[path]
@@ -220,10 +220,10 @@ def test_chart_library_fetched_on_the_vm_is_checked_against_ours(model_dir):
 
     _, document = rendered("single-server", model_dir)
     chart = next(cmd for cmd in document["runcmd"] if '"install the chart library"' in cmd)
-    assert f"chart.js@{_cloudinit.CHART_VERSION}" in chart
-    assert hashlib.sha256(_cloudinit.CHART_FILE.read_bytes()).hexdigest() in chart
+    assert f"chart.js@{cloudinit.CHART_VERSION}" in chart
+    assert hashlib.sha256(cloudinit.CHART_FILE.read_bytes()).hexdigest() in chart
     assert "sha256sum -c" in chart
-    assert f"v{_cloudinit.CHART_VERSION}" in _cloudinit.CHART_FILE.read_text()[:200]
+    assert f"v{cloudinit.CHART_VERSION}" in cloudinit.CHART_FILE.read_text()[:200]
 
 
 def test_requirements_are_pinned_to_what_the_tests_ran_with():
@@ -259,10 +259,10 @@ def test_cli_lists_and_renders(model_dir, tmp_path, monkeypatch):
 def test_broker_accounts_are_hex_so_no_password_reads_as_an_option():
     # A urlsafe token began with "-" in a real run: rabbitmqctl add_user took it for an option,
     # failed the VM's step 6 and printed the password to the console. One in 64 did.
-    from labkit._rabbitmq import new_account
+    from labkit.infra.rabbitmq import new_account
 
     accounts = [new_account() for _ in range(2000)]
     assert all(re.fullmatch(r"lab-[0-9a-f]{8}", user) and re.fullmatch(r"[0-9a-f]{48}", password)
                for user, password in accounts)
     assert len({password for _, password in accounts}) == 2000
-    assert all(re.fullmatch(r"[0-9a-f]{48}", _cloudinit.Secrets.generate().broker_password) for _ in range(200))
+    assert all(re.fullmatch(r"[0-9a-f]{48}", cloudinit.Secrets.generate().broker_password) for _ in range(200))

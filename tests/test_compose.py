@@ -20,10 +20,11 @@ import tarfile
 
 import pytest
 import yaml
-
 from conftest import REPO
-from labkit import _cloudinit, _compose
-from labkit.backends.local import LocalBackend
+
+from labkit.backends.local.backend import LocalBackend
+from labkit.infra import cloudinit
+from labkit.infra import compose as _compose
 
 SERVER = REPO / "production_server"
 SCHEMA_FILE = REPO.parent / "shared" / "schemas" / "compose-spec.json"
@@ -91,12 +92,12 @@ def test_only_the_proxys_port_is_published_and_on_the_loopback_by_default(compos
 
 
 def test_the_proxy_serves_labkits_nginx_site_in_front_of_the_web_service(compose):
-    from labkit import _nginx
+    from labkit.infra import nginx as _nginx
 
     proxy = compose["services"]["proxy"]
     assert proxy["volumes"] == ["./nginx.conf:/etc/nginx/conf.d/default.conf:ro"]
     assert (SERVER / "nginx.conf").read_text() == _nginx.compose_conf(), (
-        "production_server/nginx.conf is not labkit/_nginx.py's site: rewrite it with "
+        "production_server/nginx.conf is not labkit/infra/nginx.py's site: rewrite it with "
         "python -c 'from labkit import _nginx; _nginx.COMPOSE_CONF.write_text(_nginx.compose_conf())'")
     assert "server web:5100;" in _nginx.compose_conf() and "listen 0.0.0.0:5100 " in _nginx.compose_conf()
     assert proxy["depends_on"] == {"web": {"condition": "service_healthy"}}
@@ -169,9 +170,9 @@ def test_the_containers_run_the_local_backends_commands(dockerfile, compose):
 
 def test_the_staged_context_holds_what_the_dockerfile_copies_and_nothing_else(model_dir, data_dir, tmp_path,
                                                                                    dockerfile):
-    from labkit.backends.docker import stage
+    from labkit.backends.docker.backend import stage
 
-    release = _cloudinit.release(model_dir)
+    release = cloudinit.release(model_dir)
     with tarfile.open(fileobj=io.BytesIO(base64.b64decode(release.b64)), mode="r:gz") as tar:
         names = tar.getnames()
     # What labkit stages beside the release: data/, with the data set when this host has it.
@@ -204,8 +205,8 @@ def test_the_staged_context_holds_what_the_dockerfile_copies_and_nothing_else(mo
 
 @pytest.fixture(scope="module")
 def vm(model_dir):
-    secrets = _cloudinit.Secrets.generate()
-    text = _cloudinit.render("docker-server", model_dir, deployment="task-2", workers=3, secrets=secrets)
+    secrets = cloudinit.Secrets.generate()
+    text = cloudinit.render("docker-server", model_dir, deployment="task-2", workers=3, secrets=secrets)
     return secrets, yaml.safe_load(text), text
 
 
@@ -218,9 +219,9 @@ def test_vm_writes_the_env_labkit_would_write(vm, model_dir):
     written = dict(line.split("=", 1) for line in env["content"].splitlines())
     assert written == _compose.env_values(
         deployment="task-2", broker_user=secrets.broker_user, broker_password=secrets.broker_password,
-        model_version=_cloudinit.release(model_dir).model_version, web_bind="0.0.0.0", web_port=5100,
-        predict_timeout=5, chart_version=_cloudinit.CHART_VERSION,
-        chart_sha256=hashlib.sha256(_cloudinit.CHART_FILE.read_bytes()).hexdigest())
+        model_version=cloudinit.release(model_dir).model_version, web_bind="0.0.0.0", web_port=5100,
+        predict_timeout=5, chart_version=cloudinit.CHART_VERSION,
+        chart_sha256=hashlib.sha256(cloudinit.CHART_FILE.read_bytes()).hexdigest())
 
 
 def test_vm_runs_the_compose_commands_labkit_runs(vm):

@@ -1,4 +1,4 @@
-"""Following a VM's console (labkit/_console.py), on console logs as real cloud-init writes them.
+"""Following a VM's console (labkit/infra/console.py), on console logs as real cloud-init writes them.
 
 The lines are copied from the machine backend's real boots (cloud-init 22.4 on Debian 12).
 """
@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 
 from labkit import DeployError
-from labkit._console import follow
-from labkit._progress import Progress
+from labkit.infra.console import follow
+from labkit.notebook.progress import Progress
 
 STEP = "[  945.52] cloud-init[119]: [labkit] step {k}/3: {what} ({s}s)"
 TABLE = "ci-info: | ssh-ed25519 | 8d:2a:69:1a:7b:b5 |    -    | labkit-deployment |"
@@ -70,7 +70,7 @@ def test_a_machine_that_stopped_ends_the_wait_at_once():
 
 
 def test_host_keys_are_read_from_the_block_cloud_init_prints():
-    from labkit._console import host_keys, wait_for_host_keys
+    from labkit.infra.console import host_keys, wait_for_host_keys
 
     block = "\n".join(["[ 883.1] cloud-init[119]: [labkit] step 3/3: wait for the server to answer (4.6s)",
                        "-----BEGIN SSH HOST KEY KEYS-----",

@@ -13,13 +13,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from IPython.core.formatters import DisplayFormatter
+from notebook_outputs import RICHEST_FIRST, shown_problems
 
 import labkit
-from labkit import _checks, ui
-from labkit._compare import EngineComparison, EngineFigures
-from labkit._load import LoadResult
-from labkit._sweep import COLUMNS, SweepResult
-from notebook_outputs import RICHEST_FIRST, shown_problems
+from labkit.experiments.compare import EngineComparison, EngineFigures
+from labkit.experiments.load import LoadResult
+from labkit.experiments.sweep import COLUMNS, SweepResult
+from labkit.notebook import checks as _checks
+from labkit.notebook import widgets as ui
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -19,13 +19,14 @@ from pathlib import Path
 import pytest
 
 import labkit
-from labkit import _compose, backends
-from labkit._compose import Compose, local_runner, parse_ps, ssh_runner
+from labkit import backends
 from labkit._errors import DeployError, PrerequisiteMissing
-from labkit._progress import Progress
-from labkit._ssh import Result
 from labkit._state import RunDir
-from labkit.backends.docker import DockerBackend
+from labkit.backends.docker.backend import DockerBackend
+from labkit.infra import compose as _compose
+from labkit.infra.compose import Compose, local_runner, parse_ps, ssh_runner
+from labkit.infra.ssh import Result
+from labkit.notebook.progress import Progress
 
 RECORDINGS = Path(__file__).parent / "recordings" / "docker"
 HINT = "--backend local"
@@ -369,7 +370,7 @@ def test_the_backend_is_registered_and_offered_by_the_cli():
 
 
 def test_a_task_2_vm_scales_its_worker_containers_over_ssh_with_sudo():
-    from labkit.backends.openstack import ComposeOverSSH
+    from labkit.backends.openstack.backend import ComposeOverSSH
 
     logs = Result(0, "worker-1  | connected to amqp://lab-x:s3cret-pw@rabbit:5672//\n", "", 0.1)
     ssh = RecordingSSH({"logs": logs})

@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 import labkit
-from labkit import _cloudinit
+from labkit.infra import cloudinit
 from production_server import ConfigurationError, create_app, engines, model, onnx_export
 from production_server import data as pima
 from production_server import train as train_cli
@@ -211,7 +211,7 @@ def test_an_onnx_worker_never_imports_tensorflow(model_dir, keras_engine, engine
 
 
 def test_the_release_carries_the_export_and_serves_it_without_tensorflow(model_dir, tmp_path):
-    archive = base64.b64decode(_cloudinit.release(model_dir).b64)
+    archive = base64.b64decode(cloudinit.release(model_dir).b64)
     with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
         assert "model/model.onnx" in tar.getnames()
         tar.extractall(tmp_path, filter="data")

@@ -18,11 +18,10 @@ import time
 
 import httpx
 import pytest
+from test_api import closed_port
 
 from production_server import create_app
 from production_server.health import Unreachable, WorkerWatch
-
-from test_api import closed_port
 
 INTERVAL = 0.2
 NAMES = ["worker-1.lab@vm", "worker-2.lab@vm"]
@@ -202,9 +201,10 @@ def test_healthz_of_a_deployment_answers_at_once_and_follows_workers_and_broker(
     """A real deployment: 16 clients polling /healthz get answers well within the ping's own
     0.5 s wait (it used to hold a gunicorn thread for all of it), and /healthz follows a worker
     that stops answering and comes back, and the broker killed with kill -9."""
-    from labkit import _procs
-    from labkit._load import recorded_load
     from test_resilience import kill_broker
+
+    from labkit.experiments.load import recorded_load
+    from labkit.infra import procs
 
     lab = deployment_factory(workers=2)
 
@@ -240,7 +240,7 @@ def test_healthz_of_a_deployment_answers_at_once_and_follows_workers_and_broker(
         raise AssertionError(f"not settled within {timeout} s: {health()}")
 
     # A worker that stops answering (frozen with SIGSTOP: a supervisor would restart a killed one).
-    victim = next(_procs.Proc.from_dict(p) for p in lab.state["processes"] if p["role"] == "worker-2")
+    victim = next(procs.Proc.from_dict(p) for p in lab.state["processes"] if p["role"] == "worker-2")
     victim.handle().send_signal(signal.SIGSTOP)
     try:
         worker_gone = settles(lambda h: h["worker_names"] == [n for n in names if n.startswith("worker-1.")])

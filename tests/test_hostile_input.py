@@ -298,7 +298,7 @@ def test_hostile_bodies_are_400s_that_name_the_problem(server, data, words):
 @pytest.mark.slow
 def test_a_bad_chunk_size_is_a_400_and_the_connection_closes(server):
     # gunicorn raised inside the view while reading the body: a 500. Now nginx, which reads the
-    # whole body before gunicorn sees it, refuses it, in JSON under /api/ (labkit/_nginx.py).
+    # whole body before gunicorn sees it, refuses it, in JSON under /api/ (labkit/infra/nginx.py).
     raw = post(b"", chunks=1).replace(b"0\r\n\r\n", b"zz\r\nabc\r\n0\r\n\r\n")
     with connect(server) as sock:
         reply = send(sock, raw)

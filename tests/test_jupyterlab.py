@@ -23,9 +23,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from labkit import _procs
 from test_notebooks import CI_SETTINGS  # the short settings CI uses: same code paths, fewer seconds
+
+from labkit.infra import procs
 
 pytestmark = [pytest.mark.browser, pytest.mark.notebook, pytest.mark.slow]
 
@@ -51,7 +51,7 @@ def jupyterlab(tmp_path_factory, model_dir, data_dir):
     root.mkdir()
     for name in NOTEBOOKS:
         shutil.copy(REPO / "notebooks" / name, root)
-    port = _procs.free_port()
+    port = procs.free_port()
     token = secrets.token_hex(16)
     private = {name: tmp_path / name for name in ("config", "runtime", "settings", "workspaces")}
     env = {key: value for key, value in os.environ.items() if not key.startswith(("LABKIT_", "JUPYTER"))}
@@ -87,7 +87,7 @@ def jupyterlab(tmp_path_factory, model_dir, data_dir):
             except httpx.HTTPError:
                 return False
 
-        if not _procs.wait_until(answering, timeout=90, interval=0.5):
+        if not procs.wait_until(answering, timeout=90, interval=0.5):
             pytest.fail("JupyterLab did not start within 90 s:\n" + (tmp_path / "jupyter.log").read_text()[-3000:])
         yield {"url": url, "token": token, "settings": tmp_path / "settings.json", "home": tmp_path / "home"}
     finally:

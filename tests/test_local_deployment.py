@@ -15,8 +15,8 @@ import psutil
 import pytest
 
 import labkit
-from labkit import _procs
 from labkit._deploy import _when
+from labkit.infra import procs as _procs
 from production_server import data as pima
 from production_server import inference, model
 
@@ -141,8 +141,8 @@ def test_errors_say_what_to_do(settings, tmp_path):
 
 def test_missing_rabbitmq_server_is_explained(settings, monkeypatch, tmp_path):
     # A machine without RabbitMQ: nothing in the system folders, nothing on PATH.
-    monkeypatch.setattr("labkit._rabbitmq.SYSTEM_DIRS", (str(tmp_path),))
-    monkeypatch.setattr("labkit._rabbitmq.ERTS_GLOB", str(tmp_path / "erts-*"))
+    monkeypatch.setattr("labkit.infra.rabbitmq.SYSTEM_DIRS", (str(tmp_path),))
+    monkeypatch.setattr("labkit.infra.rabbitmq.ERTS_GLOB", str(tmp_path / "erts-*"))
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(labkit.PrerequisiteMissing, match="apt-get install -y rabbitmq-server"):
         labkit.deploy("local", name="norabbit", settings=settings)
@@ -152,7 +152,7 @@ def test_missing_rabbitmq_server_is_explained(settings, monkeypatch, tmp_path):
     fake = tmp_path / "rabbitmq-server"
     fake.write_text("#!/bin/sh\n")
     fake.chmod(0o755)
-    from labkit import _rabbitmq
+    from labkit.infra import rabbitmq as _rabbitmq
 
     assert _rabbitmq._find("rabbitmq-server") == str(fake)
 

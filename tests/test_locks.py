@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 import labkit
-from labkit import _procs
 from labkit._state import RunDir
+from labkit.infra import procs as _procs
 
 
 def mode(path: Path) -> int:
@@ -141,7 +141,7 @@ def test_a_wait_for_the_lock_ends_and_names_who_holds_it(tmp_path):
 
 def test_a_command_that_waited_acts_only_on_the_deployment_it_waited_for(settings, monkeypatch):
     """`labkit scale 3` that waited while 'lab' was taken down and started again must not scale the new one."""
-    from labkit.backends.local import LocalBackend
+    from labkit.backends.local.backend import LocalBackend
 
     scaled = []
     monkeypatch.setattr(LocalBackend, "scale", lambda self, run, state, workers: scaled.append(workers) or state)
@@ -166,7 +166,7 @@ class SlowToStart:
     """The local backend, with a pause after the lock is taken and before anything is recorded."""
 
     def __init__(self, pause: float):
-        from labkit.backends.local import LocalBackend
+        from labkit.backends.local.backend import LocalBackend
 
         self.inner = LocalBackend()
         self.pause = pause

@@ -20,10 +20,12 @@ import pytest
 from machine_deployments import assert_down_leaves_nothing, deployed, machine_of
 
 import labkit
-from labkit import DeployError, _procs, machines
-from labkit._load import recorded_load
-from labkit.machines import cleanup, network
-from labkit.machines.machine import Machine, Seed
+from labkit import DeployError
+from labkit.backends import machine as machines
+from labkit.backends.machine import cleanup, network
+from labkit.backends.machine.machine import Machine, Seed
+from labkit.experiments.load import recorded_load
+from labkit.infra import procs
 
 pytestmark = pytest.mark.slow
 
@@ -124,7 +126,7 @@ def test_systemd_restarts_a_killed_broker_under_load(lab, report):
         killed = time.monotonic()
         done = machine_of(lab).run(["systemctl", "kill", "--signal=KILL", "rabbitmq-server.service"])
         assert done.returncode == 0, done.stderr
-        _procs.wait_until(lambda: load.first_run_of_successes(killed, 20) is not None, timeout=60, interval=0.5)
+        procs.wait_until(lambda: load.first_run_of_successes(killed, 20) is not None, timeout=60, interval=0.5)
         recovered = load.first_run_of_successes(killed, 20)
         time.sleep(2)
     during = load.statuses(sent_after=killed)
@@ -133,14 +135,14 @@ def test_systemd_restarts_a_killed_broker_under_load(lab, report):
                                                if recovered else "never recovered"))
     assert recovered is not None and recovered - killed <= 30, during
     assert set(during) <= {200, 503}, [a for a in load.answers(killed) if a.status not in (200, 503)][:3]
-    assert _procs.wait_until(lambda: lab.status().summary == "healthy: 2 of 2 workers", timeout=30)
+    assert procs.wait_until(lambda: lab.status().summary == "healthy: 2 of 2 workers", timeout=30)
 
 
 def test_a_machine_that_dies_is_reported_stopped_and_not_revived(lab):
     # A VM that crashes stays down until someone acts (here as on a cloud without auto-recovery).
     machine = machine_of(lab)
     machine.leader().kill()  # its PID 1: the whole machine
-    assert _procs.wait_until(lambda: not machine.running(), timeout=30)
+    assert procs.wait_until(lambda: not machine.running(), timeout=30)
     status = lab.status()
     assert not status.healthy and status.processes == [{"role": "machine", "id": machine.name, "status": "stopped",
                                                          "address": machine.address}]
@@ -154,7 +156,7 @@ def test_down_powers_the_machine_off_and_leaves_nothing(lab):
 def test_a_failed_step_fails_the_deploy_with_its_output_and_leaves_nothing(machine_settings, monkeypatch):
     import yaml
 
-    from labkit.backends import machine as backend
+    from labkit.backends.machine import backend
 
     failing = "#cloud-config\n" + yaml.safe_dump({"runcmd": [
         ["echo", "[labkit] step 1/2: look (0.1s)"],
@@ -176,7 +178,7 @@ def test_cleanup_finds_a_machine_no_deployment_records_and_removes_it(machine_se
     """As after `kill -9` of the labkit that booted it: a machine, a namespace, and no state."""
     image = machines.ensure_image(machine_settings.machine_images)
     folder = tmp_path / "deployments" / "crashed" / "machine"
-    from labkit.backends.machine import make_key
+    from labkit.backends.machine.backend import make_key
 
     seed = Seed("crashed-1", "labkit-crashed", make_key(tmp_path / "ssh"), gzip.compress(b"#cloud-config\n{}\n"))
     crashed = Machine.boot("labkit-crashed", folder, image, seed)

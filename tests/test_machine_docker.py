@@ -5,7 +5,7 @@ Debian 13 machine booted with the settings Docker needs inside
 systemd-nspawn; its cloud-init installs Docker and Compose v2 from Debian's
 packages, builds the server's image with the real Dockerfile and starts the
 real compose.yaml. No registry answers here, so the base images are labkit's
-stand-ins (``labkit.machines.standins``, made from Debian packages). Scaling
+stand-ins (``labkit.backends.machine.standins``, made from Debian packages). Scaling
 goes 1 -> 3 -> 1 with Compose over SSH, as on a VM. The last test takes it
 down and checks that nothing of it is left.
 """
@@ -22,7 +22,7 @@ from conftest import REPO
 from machine_deployments import assert_down_leaves_nothing, deployed, machine_of
 
 import labkit
-from labkit.machines import standins
+from labkit.backends.machine import standins
 
 pytestmark = pytest.mark.slow
 

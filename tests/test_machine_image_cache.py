@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from labkit.machines import image
+from labkit.backends.machine import image
 
 
 def test_a_new_recipes_image_replaces_the_older_ones_of_its_suite_only(tmp_path):

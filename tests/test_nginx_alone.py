@@ -1,6 +1,6 @@
 """What nginx answers by itself, with no gunicorn behind it (quick: nginx starts in milliseconds).
 
-The proxy's configuration is labkit's own (``labkit/_nginx.py``); the local
+The proxy's configuration is labkit's own (``labkit/infra/nginx.py``); the local
 backend and the VM's template serve it. These are the answers that never
 reach the application, so only nginx can make them JSON.
 """
@@ -13,17 +13,18 @@ import subprocess
 
 import pytest
 
-from labkit import _nginx, _procs
+from labkit.infra import nginx as _nginx
+from labkit.infra import procs
 
 
 @pytest.fixture(scope="module")
 def proxy(tmp_path_factory):
     folder = tmp_path_factory.mktemp("nginx")
-    port = _procs.free_port()
+    port = procs.free_port()
     conf = _nginx.write(folder, "127.0.0.1", port, folder / "gunicorn-not-started.sock")
     process = subprocess.Popen(_nginx.command(conf), stderr=subprocess.DEVNULL)
     try:
-        assert _procs.wait_until(lambda: listening(port), timeout=10)
+        assert procs.wait_until(lambda: listening(port), timeout=10)
         yield port
     finally:
         process.terminate()

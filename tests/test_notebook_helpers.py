@@ -7,7 +7,7 @@ import json
 import pytest
 
 import labkit
-from labkit import _show
+from labkit.notebook import show as _show
 
 
 def test_step_times_table_and_plot():
@@ -55,7 +55,7 @@ def test_a_fresh_clone_checks_against_cloud_init_s_schema_without_the_shared_fol
     assert shown.schema == _show.VENV_SCHEMA and shown.ok, shown.problems
     # The same schema refuses what cloud-init would refuse.
     broken = shown.text.replace("#cloud-config\n", "#cloud-config\npackage_upgrade: maybe\n", 1)
-    assert any("package_upgrade" in p for p in labkit._cloudinit.check(broken, json.loads(shown.schema.read_text())))
+    assert any("package_upgrade" in p for p in labkit.infra.cloudinit.check(broken, json.loads(shown.schema.read_text())))
 
 
 def test_cloud_init_preview_says_when_the_schema_is_missing(settings, monkeypatch, tmp_path):

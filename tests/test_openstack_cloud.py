@@ -36,8 +36,8 @@ import requests_mock  # noqa: E402
 from openstack.fixture.connection import ConnectionFixture  # noqa: E402
 
 import labkit  # noqa: E402
-from labkit import _cloudinit  # noqa: E402
-from labkit.backends.openstack_cloud import OpenStackCloud  # noqa: E402
+from labkit.backends.openstack.cloud import OpenStackCloud  # noqa: E402
+from labkit.infra import cloudinit  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 PROJECT_ID = "1c36b64c840a42cd9e9b931a369337f0"
@@ -305,7 +305,7 @@ def test_create_server_sends_one_request_and_wait_active_polls_until_active(fake
         "networks": [{"uuid": PRIVATE_NET_ID}],
         "key_name": "labkit-alice",
         "security_groups": [{"name": "labkit-lab"}],
-        "user_data": _cloudinit.encode(userdata),
+        "user_data": cloudinit.encode(userdata),
         "metadata": {"labkit-owner": "alice", "labkit-task": "serve", "workers": "2"},
         "tags": ["labkit"],
     }}
@@ -838,7 +838,7 @@ def test_no_credentials_is_a_config_error_naming_clouds_yaml_and_os_cloud(tmp_pa
     # is sure to find no clouds.yaml of the developer's.
     script = textwrap.dedent("""
         import labkit
-        from labkit.backends.openstack_cloud import OpenStackCloud
+        from labkit.backends.openstack.cloud import OpenStackCloud
         try:
             OpenStackCloud.connect()
         except labkit.ConfigError as exc:

@@ -7,9 +7,9 @@ import httpx
 import pytest
 
 import labkit
-from labkit import _cloudinit, _procs
+from labkit.backends.openstack.backend import CLIENT_STEPS, LAST_STEP, CloudSettings, OpenStackBackend
+from labkit.infra import cloudinit, procs
 from labkit.testing.fake_cloud import FakeCloud
-from labkit.backends.openstack import CLIENT_STEPS, LAST_STEP, CloudSettings, OpenStackBackend
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +69,7 @@ def test_launch_watch_predict_reattach_destroy(tmp_path, settings, public_key, c
         lab.destroy()
     left = cloud.list_lab_resources(None)
     assert left.servers == [] and left.floating_ips == []
-    assert not _procs.port_in_use(5100, lab.url.split("//")[1].split(":")[0])
+    assert not procs.port_in_use(5100, lab.url.split("//")[1].split(":")[0])
 
 
 def test_a_failed_contextualization_stops_with_the_log_and_leaves_nothing(tmp_path, settings, public_key):
@@ -85,7 +85,7 @@ def test_a_failed_contextualization_stops_with_the_log_and_leaves_nothing(tmp_pa
 def test_an_image_whose_python_is_too_old_is_named_before_the_launch(tmp_path, settings, public_key, capsys):
     from dataclasses import replace
 
-    from labkit.backends.openstack import old_python_note
+    from labkit.backends.openstack.backend import old_python_note
 
     assert old_python_note("Ubuntu 24.04") is None and old_python_note("debian-12-genericcloud-amd64") is None
     assert "Ubuntu 22.04" in old_python_note("ubuntu-jammy-server")
@@ -128,8 +128,8 @@ def test_cli_up_on_openstack_without_credentials_says_where_they_go(tmp_path, se
 
 
 def test_scale_out_bake_and_deploy_faster_from_the_image(tmp_path, settings, public_key, report):
-    from labkit import _cleanup
     from labkit import compare_steps
+    from labkit.backends.openstack import cleanup
 
     cloud = FakeCloud(tmp_path / "cloud", settings)
     lab = labkit.deploy(backend_for(cloud, public_key), name="vm", workers=1, settings=settings)
@@ -142,10 +142,10 @@ def test_scale_out_bake_and_deploy_faster_from_the_image(tmp_path, settings, pub
         cloud.ensure_security_group("labkit-other", "0.0.0.0/0", "0.0.0.0/0")
         stranger = cloud.create_server(
             "stranger", "image-1", "flavor-1", "network-1", "labkit", "labkit-other",
-            _cloudinit.render("worker", settings.model_dir, secrets=_cloudinit.Secrets(
+            cloudinit.render("worker", settings.model_dir, secrets=cloudinit.Secrets(
                 state["broker"]["user"], state["broker"]["password"]),
                 broker_host=cloud.private_address(state["server_id"])), {"labkit-owner": OWNER})
-        assert _procs.wait_until(lambda: "FAILED" in cloud.console_log(stranger.id), timeout=60)
+        assert procs.wait_until(lambda: "FAILED" in cloud.console_log(stranger.id), timeout=60)
         assert "no security group rule" in cloud.console_log(stranger.id)
         cloud.delete_server(stranger.id)
 
@@ -197,7 +197,7 @@ def test_scale_out_bake_and_deploy_faster_from_the_image(tmp_path, settings, pub
             fast.destroy()
         lab.destroy()
     assert cloud.list_lab_resources(OWNER).servers == [] and cloud.list_lab_resources(OWNER).images == []
-    left = _cleanup.find(cloud, OWNER)
+    left = cleanup.find(cloud, OWNER)
     assert not left.servers and not left.floating_ips and not left.images
     assert not list((tmp_path / "cloud" / "vms" / "deployments").glob("vm-*/state.json"))
 
@@ -211,9 +211,9 @@ def test_the_vm_template_is_a_setting_with_a_clear_error():
 
 
 def test_a_task_2_deployment_is_driven_by_compose_and_has_no_worker_vms(tmp_path):
-    from labkit._progress import Progress
     from labkit._state import RunDir
-    from labkit.backends.openstack import ComposeOverSSH, SystemdOverSSH
+    from labkit.backends.openstack.backend import ComposeOverSSH, SystemdOverSSH
+    from labkit.notebook.progress import Progress
 
     key = tmp_path / "id_ed25519"
     key.write_text("not used: nothing connects in this test")

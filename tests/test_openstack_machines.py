@@ -16,10 +16,10 @@ import httpx
 import pytest
 
 import labkit
-from labkit.backends.machine import make_key
-from labkit.backends.openstack import CloudSettings, OpenStackBackend
-from labkit import machines
-from labkit.machines import cleanup as machine_cleanup
+from labkit.backends import machine as machines
+from labkit.backends.machine import cleanup as machine_cleanup
+from labkit.backends.machine.backend import make_key
+from labkit.backends.openstack.backend import CloudSettings, OpenStackBackend
 
 pytestmark = pytest.mark.slow
 

@@ -25,8 +25,8 @@ pytestmark = [
 
 
 def test_a_real_vm_serves_predictions_and_leaves_nothing(settings, monkeypatch):
-    from labkit import _cleanup
-    from labkit.backends.openstack import CloudSettings, OpenStackBackend
+    from labkit.backends.openstack import cleanup
+    from labkit.backends.openstack.backend import CloudSettings, OpenStackBackend
 
     for key, value in REAL.items():
         monkeypatch.setenv(key, value)
@@ -38,15 +38,15 @@ def test_a_real_vm_serves_predictions_and_leaves_nothing(settings, monkeypatch):
         print("\n" + "\n".join(f"{s.what}: {s.seconds:.0f} s" for s in lab.steps))
     finally:
         lab.destroy()
-    assert not _cleanup.find(backend.cloud, backend.cloud_settings.owner).servers
+    assert not cleanup.find(backend.cloud, backend.cloud_settings.owner).servers
 
 
 def test_a_real_worker_vm_joins_and_a_baked_image_deploys_faster(settings, monkeypatch):
     from dataclasses import replace
 
-    from labkit import _cleanup
     from labkit import compare_steps
-    from labkit.backends.openstack import CloudSettings, OpenStackBackend
+    from labkit.backends.openstack import cleanup
+    from labkit.backends.openstack.backend import CloudSettings, OpenStackBackend
 
     for key, value in REAL.items():
         monkeypatch.setenv(key, value)
@@ -67,5 +67,5 @@ def test_a_real_worker_vm_joins_and_a_baked_image_deploys_faster(settings, monke
         if fast is not None:
             fast.destroy()
         lab.destroy()
-    left = _cleanup.find(backend.cloud, backend.cloud_settings.owner)
+    left = cleanup.find(backend.cloud, backend.cloud_settings.owner)
     assert not left.servers and not [i for i in left.images if i["name"] == "labkit-smoke-image"]

@@ -1,4 +1,4 @@
-"""labkit._progress (step markers) and labkit._config (settings from LABKIT_* variables)."""
+"""labkit.notebook.progress (step markers) and labkit._config (settings from LABKIT_* variables)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 import labkit
 from labkit._config import Settings
-from labkit._progress import Progress, Step, parse
+from labkit.notebook.progress import Progress, Step, parse
 
 # --- markers ----------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import time
 import httpx
 import pytest
 
-from labkit._load import Crowd
+from labkit.experiments.load import Crowd
 
 pytestmark = pytest.mark.slow
 
@@ -74,7 +74,7 @@ def test_the_proxy_listens_on_the_loopback_and_gunicorn_on_a_unix_socket(shared_
 def test_missing_nginx_is_explained(settings, monkeypatch, tmp_path):
     import labkit
 
-    monkeypatch.setattr("labkit._nginx.SYSTEM_PATHS", (str(tmp_path / "nginx"),))
+    monkeypatch.setattr("labkit.infra.nginx.SYSTEM_PATHS", (str(tmp_path / "nginx"),))
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(labkit.PrerequisiteMissing, match=r"sudo apt-get install nginx"):
         labkit.deploy("local", name="nonginx", settings=settings)

@@ -11,8 +11,9 @@ import httpx
 import psutil
 import pytest
 
-from labkit import _load, _procs
-from labkit._load import recorded_load
+from labkit.experiments import load as _load
+from labkit.experiments.load import recorded_load
+from labkit.infra import procs
 
 pytestmark = pytest.mark.slow
 
@@ -30,15 +31,15 @@ def test_killing_a_worker_mid_load_loses_no_request(deployment_factory, report):
     lab = deployment_factory(workers=2)
     thread, box = in_background(_load.run, url=lab.url, rows=ROW, concurrency=4, duration=8.0)
     time.sleep(2.5)
-    victim = next(_procs.Proc.from_dict(p) for p in lab.state["processes"] if p["role"] == "worker-1")
-    _procs.kill(victim)  # SIGKILL: no warm shutdown, no goodbye to the broker
+    victim = next(procs.Proc.from_dict(p) for p in lab.state["processes"] if p["role"] == "worker-1")
+    procs.kill(victim)  # SIGKILL: no warm shutdown, no goodbye to the broker
     thread.join(timeout=60)
     result = box["result"]
     report(f"kill -9 of one of 2 workers under load: {result.requests} requests, {result.errors} failed")
     assert result.requests > 100
     assert result.errors == 0, result.error_samples
     # The deployment's supervisor replaces the killed worker, as systemd does on a VM.
-    assert _procs.wait_until(lambda: httpx.get(f"{lab.url}/healthz").json().get("workers") == 2, timeout=30), \
+    assert procs.wait_until(lambda: httpx.get(f"{lab.url}/healthz").json().get("workers") == 2, timeout=30), \
         "the killed worker was not replaced within 30 s"
 
 
@@ -65,7 +66,7 @@ def test_broker_outage_gives_quick_503_and_recovers(deployment_factory, report):
 
     lab.backend.start_broker(lab.run_dir, lab.state)
     # Nobody restarts the web server or the worker: they reconnect by themselves.
-    recovered = _procs.wait_until(
+    recovered = procs.wait_until(
         lambda: httpx.get(f"{lab.url}/healthz", timeout=10).status_code == 200, timeout=60, interval=0.5
     )
     assert recovered, httpx.get(f"{lab.url}/healthz").json()
@@ -80,13 +81,13 @@ def kill_broker(lab, how: str) -> None:
     state = lab.state
     if how == "kill -9":
         for record in state["processes"]:
-            proc = _procs.Proc.from_dict(record)
+            proc = procs.Proc.from_dict(record)
             if record["role"] == "rabbitmq" and (node := proc.handle()):
                 children = node.children(recursive=True)  # the Erlang VM's helpers (or the VM itself)
                 for child in children:
                     child.kill()
                 psutil.wait_procs(children, timeout=10)
-                _procs.kill(proc)  # and the node's own process, reaped
+                procs.kill(proc)  # and the node's own process, reaped
     # After kill -9: no restart until start_broker (a supervisor would restart a crashed node).
     lab.backend.stop_broker(lab.run_dir, state)
 
@@ -111,7 +112,7 @@ def test_broker_restart_under_load_recovers_by_itself(deployment_factory, report
         restarting = time.monotonic()
         lab.backend.start_broker(lab.run_dir, lab.state)  # returns once the node accepts our user
         back = time.monotonic()
-        _procs.wait_until(lambda: load.first_run_of_successes(back, 20) is not None, timeout=30, interval=0.5)
+        procs.wait_until(lambda: load.first_run_of_successes(back, 20) is not None, timeout=30, interval=0.5)
         recovered = load.first_run_of_successes(back, 20)
         time.sleep(8)  # and it stays recovered: the run of the issue failed again minutes later
         ended = time.monotonic()
@@ -145,7 +146,7 @@ def test_no_worker_answering_gives_503_within_the_timeout(deployment_factory, se
     import signal
 
     lab = deployment_factory(workers=1)
-    worker = next(_procs.Proc.from_dict(p) for p in lab.state["processes"] if p["role"] == "worker-1")
+    worker = next(procs.Proc.from_dict(p) for p in lab.state["processes"] if p["role"] == "worker-1")
     worker.handle().send_signal(signal.SIGSTOP)
     try:
         started = time.monotonic()
@@ -160,4 +161,4 @@ def test_no_worker_answering_gives_503_within_the_timeout(deployment_factory, se
     assert waited < settings.predict_timeout + 5
     # Once thawed, the worker discards the expired task and serves new ones.
     assert lab.post_predict(ROW)["predictions"]
-    assert _procs.wait_until(lambda: "expired" in lab.logs(50).lower() or "revoked" in lab.logs(50).lower(), 10)
+    assert procs.wait_until(lambda: "expired" in lab.logs(50).lower() or "revoked" in lab.logs(50).lower(), 10)

@@ -9,8 +9,9 @@ from dataclasses import replace
 import pytest
 
 import labkit
-from labkit import _userconfig, ui
-from labkit.backends.openstack import CloudSettings
+from labkit import _userconfig
+from labkit.backends.openstack.backend import CloudSettings
+from labkit.notebook import widgets as ui
 
 
 @pytest.fixture

@@ -15,17 +15,18 @@ import subprocess
 import pytest
 from click.testing import CliRunner
 from IPython.core.formatters import DisplayFormatter
+from notebook_outputs import RICHEST_FIRST, shown_problems
 
 import labkit
-from labkit import _deploy, _progress
+from labkit import _deploy
 from labkit._deploy import _when
 from labkit._state import RunDir
-from labkit.backends.local import LocalBackend
+from labkit.backends.local.backend import LocalBackend
 from labkit.cicd import Pipeline, PipelineConfig, PushResult
-from labkit.cicd._hosts import LocalHost, Sides
 from labkit.cicd._pipeline import identity
 from labkit.cli import labkit as cli
-from notebook_outputs import RICHEST_FIRST, shown_problems
+from labkit.infra.hosts import LocalHost, Sides
+from labkit.notebook import progress as _progress
 
 STEPS = [{"index": 1, "total": 2, "what": "start RabbitMQ", "seconds": 2.5},
          {"index": 2, "total": 2, "what": "start 1 Celery worker", "seconds": 4.0}]

@@ -14,7 +14,7 @@ import ipaddress
 import psutil
 import pytest
 
-from labkit import _procs
+from labkit.infra import procs
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 def deployment_processes(lab) -> list[psutil.Process]:
     """The recorded processes, everything they started, and anything naming the run directory."""
     found: dict[int, psutil.Process] = {}
-    for proc in (_procs.Proc.from_dict(p) for p in lab.state["processes"]):
+    for proc in (procs.Proc.from_dict(p) for p in lab.state["processes"]):
         handle = proc.handle()
         assert handle is not None, f"{proc.role} is not running"
         for member in [handle, *handle.children(recursive=True)]:

@@ -8,11 +8,11 @@ the test's key only. `scripts/test.sh` installs openssh-server where it is missi
 from __future__ import annotations
 
 import getpass
-import sys
 import os
 import shutil
 import stat
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 import labkit
-from labkit import _procs
-from labkit._ssh import SSH
+from labkit.infra import procs
+from labkit.infra.ssh import SSH
 
 SSHD = Path("/usr/sbin/sshd")
 
@@ -36,8 +36,8 @@ class Sshd:
 
     def __init__(self, folder: Path, port: int | None = None) -> None:
         self.folder = folder
-        self.port = port or _procs.free_port()
-        self.proc: _procs.Proc | None = None
+        self.port = port or procs.free_port()
+        self.proc: procs.Proc | None = None
         folder.mkdir(parents=True, exist_ok=True)
         self.client_key = _keygen(folder / "client_key")
         (folder / "authorized_keys").write_text((folder / "client_key.pub").read_text())
@@ -67,14 +67,14 @@ class Sshd:
     def start(self) -> None:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation folder
         cmd = [str(SSHD), "-D", "-e", "-f", str(self.folder / "sshd_config")]
-        self.proc = _procs.spawn("sshd", cmd, env={"PATH": os.environ["PATH"]}, log_path=self.folder / "sshd.log")
-        if not _procs.wait_until(lambda: _procs.port_in_use(self.port) or not self.proc.alive(), 10, 0.05) \
+        self.proc = procs.spawn("sshd", cmd, env={"PATH": os.environ["PATH"]}, log_path=self.folder / "sshd.log")
+        if not procs.wait_until(lambda: procs.port_in_use(self.port) or not self.proc.alive(), 10, 0.05) \
                 or not self.proc.alive():
-            raise RuntimeError(f"sshd did not start:\n{_procs.tail(self.folder / 'sshd.log')}")
+            raise RuntimeError(f"sshd did not start:\n{procs.tail(self.folder / 'sshd.log')}")
 
     def stop(self) -> None:
         if self.proc is not None:
-            _procs.stop(self.proc, timeout=5)
+            procs.stop(self.proc, timeout=5)
             self.proc = None
 
     def client(self, tmp_path: Path, **kwargs) -> SSH:
@@ -145,7 +145,7 @@ def test_command_past_its_timeout_raises_and_leaves_no_thread(sshd, tmp_path):
     assert ssh.run("echo still here", timeout=5).stdout == "still here\n"
     ssh.close()
     # Seen failing once in a quick loop, with nothing else running: say which threads stayed.
-    assert _procs.wait_until(lambda: not _paramiko_threads() and set(threading.enumerate()) <= before, 10), (
+    assert procs.wait_until(lambda: not _paramiko_threads() and set(threading.enumerate()) <= before, 10), (
         f"threads left: {sorted(t.name for t in set(threading.enumerate()) - before)}")
 
 
@@ -191,7 +191,7 @@ def test_wrong_client_key_says_the_key_pair_must_match(sshd, tmp_path):
 
 
 def test_closed_port_says_connection_refused(sshd, tmp_path):
-    with sshd.client(tmp_path, port=_procs.free_port()) as ssh, pytest.raises(labkit.SSHError) as caught:
+    with sshd.client(tmp_path, port=procs.free_port()) as ssh, pytest.raises(labkit.SSHError) as caught:
         ssh.run("true")
     assert "connection refused" in str(caught.value) and "booting" in str(caught.value)
 
@@ -241,7 +241,7 @@ def test_wait_until_reachable_waits_for_a_late_sshd(own_sshd, tmp_path):
 
 
 def test_wait_until_reachable_gives_up_after_its_timeout(tmp_path, sshd):
-    with sshd.client(tmp_path, port=_procs.free_port()) as ssh, pytest.raises(labkit.SSHError) as caught:
+    with sshd.client(tmp_path, port=procs.free_port()) as ssh, pytest.raises(labkit.SSHError) as caught:
         ssh.wait_until_reachable(timeout=1.5, interval=0.5)
     assert "within 1.5 s" in str(caught.value) and "connection refused" in str(caught.value)
 

@@ -15,9 +15,9 @@ import time
 import psutil
 import pytest
 
-from labkit import _procs
-from labkit._load import recorded_load
-from labkit._supervisor import Supervisor
+from labkit.backends.local.supervisor import Supervisor
+from labkit.experiments.load import recorded_load
+from labkit.infra import procs
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +64,7 @@ def test_a_killed_worker_is_replaced_while_status_says_degraded(deployment_facto
         seen = summaries_until(lab, "degraded: 1 of 2 workers", timeout=10)
         # Each gunicorn process has news of its own: one may say 2 for a second more. The real
         # "healthy" comes once the replacement runs and answers.
-        _procs.wait_until(lambda: program(lab, "worker-1")["pid"] not in (None, victim), timeout=10)
+        procs.wait_until(lambda: program(lab, "worker-1")["pid"] not in (None, victim), timeout=10)
         seen += summaries_until(lab, "healthy: 2 of 2 workers", timeout=RECOVERY_S + 5)
         time.sleep(2)
     back = seen[-1][0] - killed
@@ -88,7 +88,7 @@ def test_a_killed_gunicorn_master_is_replaced(deployment_factory, report):
     with recorded_load(lab.url, clients=4, timeout=5) as load:
         time.sleep(2)
         killed = kill9(victim)
-        _procs.wait_until(lambda: load.first_run_of_successes(killed, 20) is not None, timeout=RECOVERY_S + 5,
+        procs.wait_until(lambda: load.first_run_of_successes(killed, 20) is not None, timeout=RECOVERY_S + 5,
                           interval=0.2)
         recovered = load.first_run_of_successes(killed, 20)
         time.sleep(3)
@@ -102,10 +102,10 @@ def test_a_killed_gunicorn_master_is_replaced(deployment_factory, report):
     # The master's orphaned workers served on until they noticed it gone; then the new master took over.
     row = program(lab, "web")
     assert row["pid"] != victim
-    web = _procs.Proc("web", row["pid"], psutil.Process(row["pid"]).create_time())
+    web = procs.Proc("web", row["pid"], psutil.Process(row["pid"]).create_time())
     # gunicorn is behind nginx, on a unix socket: the new master took the socket's path over.
     sock = lab.state["web_socket"]
-    assert _procs.wait_until(lambda: any(str(c.laddr) == sock for c in psutil.Process(web.pid).net_connections("unix")),
+    assert procs.wait_until(lambda: any(str(c.laddr) == sock for c in psutil.Process(web.pid).net_connections("unix")),
                              timeout=RECOVERY_S)
 
     def orphans() -> list[int]:
@@ -114,7 +114,7 @@ def test_a_killed_gunicorn_master_is_replaced(deployment_factory, report):
                 " ".join(p.info["cmdline"] or []) and web.pid not in (p.pid, p.info["ppid"])
                 and p.info["status"] != psutil.STATUS_ZOMBIE]
 
-    assert _procs.wait_until(lambda: not orphans(), timeout=RECOVERY_S), orphans()
+    assert procs.wait_until(lambda: not orphans(), timeout=RECOVERY_S), orphans()
     healthy(lab, "healthy: 1 of 1 worker")
 
 
@@ -128,7 +128,7 @@ def test_a_killed_broker_is_restarted(deployment_factory, report):
     with recorded_load(lab.url, clients=4) as load:
         time.sleep(2)
         killed = kill9(beam.pid)
-        _procs.wait_until(lambda: load.first_run_of_successes(killed, 20) is not None, timeout=RECOVERY_S + 5,
+        procs.wait_until(lambda: load.first_run_of_successes(killed, 20) is not None, timeout=RECOVERY_S + 5,
                           interval=0.2)
         recovered = load.first_run_of_successes(killed, 20)
         seen = summaries_until(lab, "healthy: 1 of 1 worker", timeout=RECOVERY_S)

@@ -6,19 +6,20 @@ import time
 
 import pytest
 
-from labkit import DeployError, _procs
+from labkit import DeployError
+from labkit.infra import procs
 
 
 def test_it_returns_as_soon_as_the_condition_holds():
     tries = iter([False, False, True])
     started = time.monotonic()
-    assert _procs.wait_until(lambda: next(tries), timeout=10, interval=0.01)
+    assert procs.wait_until(lambda: next(tries), timeout=10, interval=0.01)
     assert time.monotonic() - started < 1
 
 
 def test_it_gives_up_after_the_timeout():
     started = time.monotonic()
-    assert not _procs.wait_until(lambda: False, timeout=0.3, interval=0.05)
+    assert not procs.wait_until(lambda: False, timeout=0.3, interval=0.05)
     assert 0.3 <= time.monotonic() - started < 2
 
 
@@ -33,5 +34,5 @@ def test_abort_stops_the_wait_at_once_with_its_own_error():
 
     started = time.monotonic()
     with pytest.raises(DeployError, match="stopped while starting"):
-        _procs.wait_until(lambda: False, timeout=30, interval=0.01, abort=died)
+        procs.wait_until(lambda: False, timeout=30, interval=0.01, abort=died)
     assert time.monotonic() - started < 2 and len(calls) == 3

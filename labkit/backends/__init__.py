@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .._errors import ConfigError
-from .base import CICD, VMs, Backend
+from .base import CICD, Backend, VMs
 
 __all__ = ["Backend", "CICD", "VMs", "NAMES", "TEMPLATED", "get", "from_state"]
 
@@ -17,22 +17,22 @@ def get(name: str, template: str | None = None) -> Backend:
         raise ConfigError(f"The {name} backend runs the production server as it is, without a VM template: "
                           f"template= applies to {' and '.join(TEMPLATED)}.")
     if name == "machine":
-        from .machine import MachineBackend
+        from .machine.backend import MachineBackend
 
         return MachineBackend(template or "single-server")
     if name == "local":
-        from .local import LocalBackend
+        from .local.backend import LocalBackend
 
         return LocalBackend()
     if name == "openstack":
         from dataclasses import replace
 
-        from .openstack import CloudSettings, OpenStackBackend
+        from .openstack.backend import CloudSettings, OpenStackBackend
 
         settings = CloudSettings.from_env()
         return OpenStackBackend(cloud_settings=replace(settings, template=template) if template else settings)
     if name == "docker":
-        from .docker import DockerBackend
+        from .docker.backend import DockerBackend
 
         return DockerBackend()
     raise ConfigError(
@@ -45,10 +45,9 @@ def from_state(state: dict) -> Backend:
     """The backend of a recorded deployment, talking to the same cloud it was launched on."""
     cloud = state.get("cloud")
     if state["backend"] == "openstack" and cloud and cloud.get("kind") in ("fake", "machines"):
-        from .openstack import OpenStackBackend
-
         from ..testing.fake_cloud import FakeCloud
         from ..testing.machine_cloud import MachineCloud
+        from .openstack.backend import OpenStackBackend
 
         kind: type[FakeCloud] = MachineCloud if cloud["kind"] == "machines" else FakeCloud
         return OpenStackBackend(connect=lambda: kind.from_record(cloud))

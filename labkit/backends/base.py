@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from .._config import Settings
-from .._progress import Progress
 from .._state import RunDir
+from ..notebook.progress import Progress
 
 if TYPE_CHECKING:
-    from ..cicd._hosts import Sides
+    from ..infra.hosts import Sides
 
 
 class Backend(Protocol):

@@ -10,7 +10,7 @@ gate the model and roll it out without dropping a request.
 
 A model the gate refuses raises ``labkit.PushRejected`` with the gate's reason.
 What runs on production (setup, hooks, gate, rollout) is ``production_server.cicd``;
-this package is the student's side, which drives both sides through ``_hosts``.
+this package is the student's side, which drives both sides through ``labkit.infra.hosts``.
 """
 
 from production_server.contract import DEFAULT_MIN_ACCURACY, DEPLOY_BRANCH, PipelineConfig

@@ -1,7 +1,7 @@
 """The student's side of CI/CD: set the pipeline up, retrain and push, look, roll back.
 
 Production's side (``production_server.cicd``) runs where the server runs;
-this module drives both sides through their hosts (``_hosts``):
+this module drives both sides through their hosts (``labkit.infra.hosts``):
 
     local backend     <LABKIT_HOME>/cicd/<name>/production/  and  .../development/
     OpenStack         the production VM's /opt/labkit/cicd/  and  the development
@@ -33,16 +33,15 @@ from production_server.contract import (
     PipelineError,
 )
 
-from ..backends import CICD
 from .._config import DEFAULT_NAME, Settings
 from .._deploy import _when
-from .._progress import tell
 from .._deploy import attach as attach_deployment
-from .._display import Table, cell
 from .._errors import CICDError, PushRejected, TrainingError
-from .._progress import Progress, Step
-from .._show import SourceFile
-from ._hosts import Sides, must
+from ..backends import CICD
+from ..infra.hosts import Sides, must
+from ..notebook.display import Table, cell
+from ..notebook.progress import Progress, Step, tell
+from ..notebook.show import SourceFile
 
 RECORD = "pipeline.json"  # labkit's own note of a pipeline, on the student's machine
 GATE_STEP = "push: production's gate checks the model"

@@ -42,7 +42,8 @@ def command(requests: int, concurrency: tuple[int, ...] | None, as_json: bool, d
     With --sweep and/or --engines, run those experiments instead.
     """
     import labkit
-    from labkit import _bench
+
+    from ..experiments import bench as _bench
 
     if do_sweep or engines:
         _experiments(name, do_sweep, engines, workers, concurrency or (1, 4, 16), duration, out)

@@ -20,9 +20,9 @@ def command(yes: bool, all_owners: bool, machines: bool) -> None:
         _machines(yes)
         return
 
-    from .. import _cleanup
-    from ..backends.openstack import CloudSettings
-    from ..backends.openstack_cloud import OpenStackCloud
+    from ..backends.openstack import cleanup as _cleanup
+    from ..backends.openstack.backend import CloudSettings
+    from ..backends.openstack.cloud import OpenStackCloud
 
     cloud = OpenStackCloud.connect()
     owner = None if all_owners else CloudSettings.from_env().owner
@@ -42,7 +42,7 @@ def command(yes: bool, all_owners: bool, machines: bool) -> None:
 
 
 def _machines(yes: bool) -> None:
-    from ..machines import cleanup
+    from ..backends.machine import cleanup
 
     found, owned = cleanup.survey()
     for machine in owned:

@@ -12,9 +12,9 @@ def command() -> None:
 @command.command("list")
 def list_templates() -> None:
     """Name the templates and what each builds."""
-    from labkit import _cloudinit
+    from ..infra import cloudinit
 
-    for name, description in _cloudinit.templates().items():
+    for name, description in cloudinit.templates().items():
         click.echo(f"{name:15} {description}")
 
 
@@ -30,20 +30,22 @@ def list_templates() -> None:
 def render(template: str, out: Path | None, workers: int, broker_host: str, schema: Path | None, baked: bool) -> None:
     """Render TEMPLATE with placeholders for the secrets, and check its size (and schema)."""
     import labkit
-    from labkit import _cloudinit, _show
+
+    from ..infra import cloudinit
+    from ..notebook import show
 
     settings = labkit.Settings.from_env()
-    schema = schema or _show.schema_path()
-    text = _cloudinit.render(template, settings.model_dir, workers=workers, broker_host=broker_host, baked=baked)
-    problems = _cloudinit.check(text, json.loads(schema.read_text()) if schema else None)
+    schema = schema or show.schema_path()
+    text = cloudinit.render(template, settings.model_dir, workers=workers, broker_host=broker_host, baked=baked)
+    problems = cloudinit.check(text, json.loads(schema.read_text()) if schema else None)
     if out:
         out.write_text(text)
         click.echo(f"Wrote {out}.", err=True)
     else:
         click.echo(text, nl=False)
-    size = _cloudinit.encoded_size(text)
-    click.echo(f"{size} of {_cloudinit.USERDATA_LIMIT} bytes after gzip and base64; "
-               + (f"checked against {schema}" if schema else f"cloud-init's schema was not found: {_show.SCHEMA_HELP}"),
+    size = cloudinit.encoded_size(text)
+    click.echo(f"{size} of {cloudinit.USERDATA_LIMIT} bytes after gzip and base64; "
+               + (f"checked against {schema}" if schema else f"cloud-init's schema was not found: {show.SCHEMA_HELP}"),
                err=True)
     if problems:
         raise labkit.ConfigError("The rendered user-data has problems:\n  " + "\n  ".join(problems))

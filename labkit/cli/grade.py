@@ -24,7 +24,7 @@ def command(submissions: tuple[Path, ...], out: Path | None, answers: Path | Non
     """
     if out is not None and out.suffix.lower() not in {".html", ".csv"}:
         raise click.BadParameter("name a .html or a .csv file", param_hint="--out")
-    from labkit import grading
+    from .. import grading
 
     report = grading.grade(*submissions, answers=answers, notebooks=notebooks)
     click.echo(report.summary())

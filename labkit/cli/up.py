@@ -5,11 +5,11 @@ import threading
 from contextlib import contextmanager
 
 import click
+
 from production_server.contract import ENGINES
 
 from ..backends import NAMES, Backend
 from ._options import name_option
-
 
 # What stops `labkit up` from outside: `kill` or a session ending (SIGTERM), its terminal closing
 # (SIGHUP). Ctrl-C is a KeyboardInterrupt already.
@@ -75,19 +75,20 @@ def command(ctx: click.Context, workers: int, backend: str | None, engine: str |
     If it runs already, say so and leave it as it is (`labkit scale N` changes its workers).
     """
     import labkit
-    from labkit._deploy import start_or_reuse
+
+    from .._deploy import start_or_reuse
 
     target: str | Backend = backend or labkit.Settings.from_env().backend
     if target == "openstack":
         from dataclasses import replace
 
-        from labkit.backends.openstack import CloudSettings, OpenStackBackend
+        from ..backends.openstack.backend import CloudSettings, OpenStackBackend
 
         chosen = {"image": image, "flavor": flavor, "network": network, "keypair": keypair, "template": template}
         settings = replace(CloudSettings.from_env(), **{k: v for k, v in chosen.items() if v})
         target = OpenStackBackend(cloud_settings=settings)
     elif template and target == "machine":
-        from labkit.backends import get
+        from ..backends import get
 
         target = get("machine", template=template)
     try:

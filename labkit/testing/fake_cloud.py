@@ -1,6 +1,6 @@
 """A fake OpenStack cloud whose servers are real local deployments.
 
-It answers the same calls as ``openstack_cloud.OpenStackCloud``, so the
+It answers the same calls as ``backends.openstack.cloud.OpenStackCloud``, so the
 OpenStack backend's whole path (launch, watch the markers in the console log,
 health, predict, scale out, bake, destroy) runs here and in CI with no cloud.
 What it cannot do is run cloud-init or systemd. A "server" has a disk (a
@@ -41,13 +41,10 @@ import yaml
 
 from production_server import archives
 
-from .. import _cloudinit, _procs
 from .._config import Settings
 from .._errors import CloudError, ConfigError, DeployError
-from .._progress import Progress
-from .._rabbitmq import Node
 from .._state import RunDir
-from ..backends.openstack_cloud import (
+from ..backends.openstack.cloud import (
     BAKED_TAG,
     BROKER_PORT,
     OWNER_KEY,
@@ -59,6 +56,10 @@ from ..backends.openstack_cloud import (
     SecurityGroup,
     ServerInfo,
 )
+from ..infra import cloudinit
+from ..infra import procs as _procs
+from ..infra.rabbitmq import Node
+from ..notebook.progress import Progress
 
 ENV_FILE = "etc/labkit/server.env"
 APP_DIR = "opt/labkit/app"
@@ -160,7 +161,7 @@ class FakeCloud:
 
     def create_server(self, name, image_id, flavor_id, network_id, keypair, security_group,
                       userdata: str, metadata: dict, tags=None) -> ServerInfo:
-        problems = _cloudinit.check(userdata)
+        problems = cloudinit.check(userdata)
         if problems:
             raise CloudError("Nova would refuse this user-data: " + "; ".join(problems))
         server_id = secrets.token_hex(6)
@@ -230,7 +231,7 @@ class FakeCloud:
         return FloatingIP(id=f"fip-{address}", address=address, status="ACTIVE")
 
     def _boot(self, server_id: str, address: str, workers: int) -> None:
-        from ..backends.local import LocalBackend
+        from ..backends.local.backend import LocalBackend
 
         fresh = self._brings_release(server_id)
         with self._console_stream(server_id, f"a local deployment at {address}") as stream:
@@ -281,7 +282,7 @@ class FakeCloud:
 
     def _start_services(self, server_id: str, address: str, workers: int, progress: Progress) -> None:
         """RabbitMQ with the deployment's user from server.env, then the production server."""
-        from ..backends.local import LocalBackend
+        from ..backends.local.backend import LocalBackend
 
         with progress.step("configure RabbitMQ"):
             broker = urlsplit(_env_file(self._disk(server_id))["SERVER_BROKER_URL"])
@@ -302,7 +303,7 @@ class FakeCloud:
             raise DeployError(f"port 5100 on {address} was taken, so the server listens on {state['port']}")
 
     def _stop_services(self, server_id: str) -> None:
-        from ..backends.local import LocalBackend
+        from ..backends.local.backend import LocalBackend
 
         for run in (self._run(server_id), self._run(server_id, "-mq")):
             with run.locked():
@@ -535,13 +536,13 @@ class FakeServices:
         self.run = cloud._run(server_id)
 
     def scale_workers(self, current: int, target: int) -> None:
-        from ..backends.local import LocalBackend
+        from ..backends.local.backend import LocalBackend
 
         with self.run.locked():
             LocalBackend().scale(self.run, self.run.read(), target)
 
     def logs(self, lines: int) -> dict[str, str]:
-        from ..backends.local import LocalBackend
+        from ..backends.local.backend import LocalBackend
 
         return LocalBackend().logs(self.run, self.run.read(), lines)
 
@@ -558,7 +559,7 @@ class FakeServices:
         return f"ssh-ed25519 {base64.b64encode(b'fake host key of ' + self.server_id.encode()).decode()}"
 
     def serve_model_from(self, pointer: str, workers: int) -> None:
-        from ..backends.local import LocalBackend
+        from ..backends.local.backend import LocalBackend
 
         with self.run.locked():
             LocalBackend().serve_model_from(self.run, self.run.read(), Path(pointer))

@@ -3,7 +3,7 @@
 The same Nova/Neutron/Glance-shaped surface as ``fake_cloud.FakeCloud``
 (key pairs, security groups, floating IPs, metadata, tags, cleanup), kept in
 the same kind of folder; what ``create_server`` boots is a systemd machine
-(``labkit.machines``) from the user-data exactly as Nova gets it, with the key
+(``labkit.backends.machine``) from the user-data exactly as Nova gets it, with the key
 pair's public key in its metadata, as a cloud's metadata service serves it.
 So the OpenStack backend drives these VMs as it drives real ones: it follows
 their console log, reaches them at their floating IP, and runs ``systemctl``
@@ -27,14 +27,14 @@ import subprocess
 from dataclasses import replace
 from pathlib import Path
 
-from .. import machines
 from .._config import Settings
 from .._errors import CloudError
-from ..machines import network
-from ..machines.image import Image
-from ..machines.machine import NAME_PREFIX, Machine, Seed
+from ..backends import machine as machines
+from ..backends.machine import network
+from ..backends.machine.image import Image
+from ..backends.machine.machine import NAME_PREFIX, Machine, Seed
+from ..backends.openstack.cloud import BAKED_TAG, BROKER_PORT, OWNER_KEY, FloatingIP, ServerInfo
 from .fake_cloud import FakeCloud
-from ..backends.openstack_cloud import BAKED_TAG, BROKER_PORT, OWNER_KEY, FloatingIP, ServerInfo
 
 IMAGE_NAME = "Debian 12"  # what its one stock image is called, as a cloud's image list would name it
 STOCK_IMAGE = "image-1"  # its ID (FakeCloud.resolve gives it to any name but a baked image's)
@@ -63,9 +63,9 @@ class MachineCloud(FakeCloud):
     # -- servers ----------------------------------------------------------------
     def create_server(self, name, image_id, flavor_id, network_id, keypair, security_group,
                       userdata: str, metadata: dict, tags=None) -> ServerInfo:
-        from .. import _cloudinit
+        from ..infra import cloudinit
 
-        if problems := _cloudinit.check(userdata):
+        if problems := cloudinit.check(userdata):
             raise CloudError("Nova would refuse this user-data: " + "; ".join(problems))
         image = self._boot_image(image_id)
         db = self._load()
@@ -83,7 +83,7 @@ class MachineCloud(FakeCloud):
             "created": _now(),
         }
         self._save(db)
-        from ..backends.machine import lab_files
+        from ..backends.machine.backend import lab_files
 
         # The data set on its disk, as an image could carry it: the public mirror is not reachable everywhere.
         machine = Machine.boot(seed.hostname, folder, image, seed, files=lab_files(self.settings))
