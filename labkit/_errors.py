@@ -13,7 +13,8 @@
     ├── ServerNotReady         the server does not answer, or has no worker
     ├── ScaleError             workers could not be added or removed
     ├── PredictionError        the server refused the rows sent to it
-    ├── SSHError               an SSH connection or a command run over it failed
+    ├── SSHError               an SSH connection failed, or a command could not be run over it
+    ├── CommandFailed          a command labkit ran (here or on a VM) exited non-zero or did not finish
     ├── TrainingError          training the model failed
     ├── CICDError              the CI/CD pipeline (git, hooks, releases) could not do its job
     │   └── PushRejected           production's quality gate refused a pushed model
@@ -105,6 +106,14 @@ class SSHError(LabkitError):
         # Why it failed: "refused", "timeout", "unreachable", "protocol", "auth", "host-key",
         # "command-timeout" or "exit"; wait_until_reachable() retries the first four.
         self.reason = reason
+
+
+class CommandFailed(LabkitError):
+    """``result`` is what the command did (None when it did not finish)."""
+
+    def __init__(self, message: str, result=None) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 class TrainingError(LabkitError):

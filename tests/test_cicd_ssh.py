@@ -63,7 +63,7 @@ def set_up(sides: Sides) -> labkit.cicd.Pipeline:
 
 def branch_on_production(pipeline, branch: str) -> str:
     return pipeline.sides.production.run(["git", "rev-parse", "--verify", "--quiet", branch],
-                                         cwd=str(pipeline.config.repo)).out.strip()
+                                         cwd=str(pipeline.config.repo)).stdout.strip()
 
 
 def test_ssh_host_passes_every_argument_through_the_remote_shell_unchanged(production_sshd, tmp_path):
@@ -72,9 +72,9 @@ def test_ssh_host_passes_every_argument_through_the_remote_shell_unchanged(produ
     host = SSHHost(production_sshd.client(tmp_path), "vm", env={"GREETING": "hello $USER `id`"})
     done = host.run(["sh", "-c", 'printf "%s|" "$@" "$GREETING" "$(pwd)"', "sh", "a b", "it's", "$HOME", ";", "*"],
                     cwd=str(folder))
-    assert (done.code, done.err) == (0, "")
-    assert done.out == f"a b|it's|$HOME|;|*|hello $USER `id`|{folder}|"
-    assert host.run(["sh", "-c", "exit 4"]).code == 4
+    assert (done.exit_code, done.stderr) == (0, "")
+    assert done.stdout == f"a b|it's|$HOME|;|*|hello $USER `id`|{folder}|"
+    assert host.run(["sh", "-c", "exit 4"]).exit_code == 4
 
 
 def test_set_up_over_ssh_then_a_push_to_another_branch_is_stored_not_deployed(

@@ -34,7 +34,7 @@ def test_a_new_threshold_is_written_to_production_over_ssh(production_sshd, tmp_
     record.mkdir()
 
     def on_production() -> float:
-        text = pipeline.sides.production.run(["cat", sides.config_file]).out
+        text = pipeline.sides.production.run(["cat", sides.config_file]).stdout
         return json.loads(text)["min_accuracy"]
 
     assert on_production() == 0.99

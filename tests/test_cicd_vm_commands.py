@@ -14,6 +14,7 @@ import base64
 import io
 import os
 import re
+import shlex
 import subprocess
 import tarfile
 
@@ -22,8 +23,7 @@ import pytest
 import labkit
 from labkit.backends.openstack.backend import SystemdOverSSH
 from labkit.infra import cloudinit
-from labkit.infra.hosts import SSHHost
-from labkit.infra.ssh import Result
+from labkit.infra.hosts import Result, SSHHost
 
 
 def test_a_command_as_another_user_survives_sudo_and_two_shells(tmp_path):
@@ -63,9 +63,12 @@ class RecordedSSH:
     def run(self, command: str, timeout: float = 60, check: bool = False) -> Result:
         self.commands.append(command)
         code = 1 if self.fail and re.search(self.fail, command) else 0
-        if check and code:
-            raise labkit.SSHError(f"`{command[:40]}` failed", exit_code=code, reason="exit")
         return Result(code, "ssh-ed25519 AAAAC3Nza host-key root@production\n", "", 0.0)
+
+    def shell_lines(self) -> list[str]:
+        """What the VM's shell runs: a command line, or the line inside ``sh -c '...'``."""
+        argvs = [shlex.split(c) for c in self.commands]
+        return [argv[2] if argv[:2] == ["sh", "-c"] else shlex.join(argv) for argv in argvs]
 
 
 def bash_syntax_errors(commands: list[str]) -> list[str]:
@@ -77,14 +80,14 @@ def test_production_gets_the_hooks_code_and_a_deploy_user_only_the_development_k
     key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDev labkit-development-lab"
     SystemdOverSSH(ssh).install_cicd(cloudinit.cicd_code(), key)
     assert bash_syntax_errors(ssh.commands) == []
-    unpack = next(c for c in ssh.commands if "base64 -d" in c)
+    unpack = next(c for c in ssh.shell_lines() if "base64 -d" in c)
     archive = base64.b64decode(re.match(r"echo (\S+) \| base64 -d \| sudo tar -xzf - -C /opt/labkit/app$",
                                         unpack).group(1))
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         members = {m.name: m.mode for m in tar.getmembers()}
     assert members["production_server/cicd/hooks.py"] == 0o644  # readable by the deploy user
     assert set(members) == {f"production_server/cicd/{p.name}" for p in cloudinit.CICD_DIR.glob("*.py")}
-    joined = "\n".join(ssh.commands)
+    joined = "\n".join(ssh.shell_lines())
     assert "--shell /usr/bin/git-shell deploy" in joined
     assert f"echo 'restrict {key}' | sudo tee /var/lib/labkit-deploy/.ssh/authorized_keys" in joined
 
@@ -94,14 +97,14 @@ def test_the_workers_move_to_the_pointer_one_restart_at_a_time_beside_an_extra_o
     SystemdOverSSH(ssh).serve_model_from("/opt/labkit/cicd/current", workers=2)
     assert bash_syntax_errors(ssh.commands) == []
     assert "SERVER_MODEL_DIR=/opt/labkit/cicd/current" in ssh.commands[0]
-    units = [re.search(r"systemctl (\w+) (labkit-worker@\d)", c).groups() for c in ssh.commands[1:]]
+    units = [re.search(r"systemctl (\w+) (labkit-worker@\d)", c).groups() for c in ssh.commands[2:]]
     assert units == [("restart", "labkit-worker@3"), ("restart", "labkit-worker@1"),
                      ("restart", "labkit-worker@2"), ("stop", "labkit-worker@3")]
 
 
 def test_a_worker_that_does_not_come_back_still_gets_the_extra_one_stopped():
     ssh = RecordedSSH(fail=r"restart labkit-worker@1\b")
-    with pytest.raises(labkit.SSHError):
+    with pytest.raises(labkit.CommandFailed, match="exit code 1"):
         SystemdOverSSH(ssh).serve_model_from("/opt/labkit/cicd/current", workers=2)
     assert ssh.commands[-1] == "sudo systemctl stop labkit-worker@3.service"
     assert not any("labkit-worker@2" in c for c in ssh.commands)

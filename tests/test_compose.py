@@ -25,6 +25,7 @@ from conftest import REPO
 from labkit.backends.local.backend import LocalBackend
 from labkit.infra import cloudinit
 from labkit.infra import compose as _compose
+from labkit.infra.hosts import LocalHost
 
 SERVER = REPO / "production_server"
 SCHEMA_FILE = REPO.parent / "shared" / "schemas" / "compose-spec.json"
@@ -226,7 +227,7 @@ def test_vm_writes_the_env_labkit_would_write(vm, model_dir):
 
 def test_vm_runs_the_compose_commands_labkit_runs(vm):
     secrets, document, text = vm
-    compose = _compose.Compose.for_vm("task-2", runner=None)
+    compose = _compose.Compose.for_vm("task-2", LocalHost())
     commands = " ".join(document["runcmd"])
     assert shlex.join(compose.build_argv()) + " ||" in commands
     assert shlex.join(compose.up_argv(3)) + " ||" in commands

@@ -24,8 +24,8 @@ from labkit._errors import DeployError, PrerequisiteMissing
 from labkit._state import RunDir
 from labkit.backends.docker.backend import DockerBackend
 from labkit.infra import compose as _compose
-from labkit.infra.compose import Compose, local_runner, parse_ps, ssh_runner
-from labkit.infra.ssh import Result
+from labkit.infra.compose import Compose, parse_ps
+from labkit.infra.hosts import Result, SSHHost
 from labkit.notebook.progress import Progress
 
 RECORDINGS = Path(__file__).parent / "recordings" / "docker"
@@ -330,7 +330,7 @@ def test_down_without_a_staged_project_runs_nothing(fake_docker, settings):
 # -- the same commands over SSH -------------------------------------------
 
 class RecordingSSH:
-    """Stands in for ``_ssh.SSH``: keeps the command lines it is asked to run (SSH itself: test_ssh.py)."""
+    """Stands in for ``infra.ssh.SSH``: keeps the command lines it is asked to run (SSH itself: test_ssh.py)."""
 
     def __init__(self, answers: dict[str, Result]):
         self.answers = answers
@@ -344,18 +344,13 @@ class RecordingSSH:
 def test_the_vm_project_runs_over_ssh_with_shell_quoting():
     lines = recording("compose-ps-lines.json")
     ssh = RecordingSSH({"ps --all": Result(0, as_project("labkit-lab", [("web", 1, "running", "healthy")]), "", 0.1)})
-    compose = Compose.for_vm("lab", ssh_runner(ssh))
+    compose = Compose.for_vm("lab", SSHHost(ssh, "the server VM"))
     compose.scale(3, timeout=60)
     assert [c.role for c in compose.ps()] == ["web-1"]
     assert ssh.commands[0] == ("docker compose --project-name labkit-lab --file "
                                "/opt/labkit/app/production_server/compose.yaml --env-file /etc/labkit/compose.env "
                                "up --detach --no-build --no-recreate --scale worker=3")
     assert lines["exit"] == 0
-
-
-def test_the_local_runner_reports_a_missing_program_as_exit_127(tmp_path):
-    assert local_runner([str(tmp_path / "no-such-program")], 5).exit_code == 127
-    assert local_runner([sys.executable, "-c", "print('hi')"], 30).stdout == "hi\n"
 
 
 def test_the_backend_is_registered_and_offered_by_the_cli():

@@ -38,7 +38,8 @@ from .._deploy import _when
 from .._deploy import attach as attach_deployment
 from .._errors import CICDError, PushRejected, TrainingError
 from ..backends import CICD
-from ..infra.hosts import Sides, must
+from ..infra.hosts import Sides
+from ._steps import must
 from ..notebook.display import Table, cell
 from ..notebook.progress import Progress, Step, tell
 from ..notebook.show import SourceFile
@@ -137,9 +138,9 @@ class Pipeline:
                 done = dev.run([self.sides.dev_python, "-m", "production_server.train", "--out",
                                 str(self.development / MODEL_PATH), "--epochs", str(epochs),
                                 "--hidden", layers, "--seed", str(seed)], timeout=1800)
-            if done.code != 0:
+            if done.exit_code != 0:
                 raise TrainingError(f"Training failed on {dev.name}: {done.last_line()}")
-            meta = json.loads(done.out.strip().splitlines()[-1])
+            meta = json.loads(done.stdout.strip().splitlines()[-1])
             message = message or (f"Retrain: {epochs} epochs, hidden {layers}, seed {seed} "
                                   f"(held-out accuracy {meta['accuracy']:.1%})")
             return self._publish(message, branch, display)
@@ -164,25 +165,25 @@ class Pipeline:
         dev, cwd = self.sides.development, self.sides.development_dir
         with display.step("commit model/"):
             must(dev, ["git", "add", "--all", MODEL_PATH], "git add", cwd=cwd)
-            if dev.run(["git", "diff", "--cached", "--quiet"], cwd=cwd).code != 0:
+            if dev.run(["git", "diff", "--cached", "--quiet"], cwd=cwd).exit_code != 0:
                 must(dev, ["git", "commit", "--quiet", "-m", message], "git commit", cwd=cwd)
-            elif dev.run(["git", "merge-base", "--is-ancestor", "HEAD", f"production/{branch}"], cwd=cwd).code == 0:
+            elif dev.run(["git", "merge-base", "--is-ancestor", "HEAD", f"production/{branch}"], cwd=cwd).exit_code == 0:
                 # Nothing new, and production has it all (a commit whose push failed is pushed again below).
                 raise CICDError(f"{self.development / MODEL_PATH} is the same as in the last commit: retrain with "
                                 "other parameters (or change the model), then push.")
-            commit = must(dev, ["git", "rev-parse", "HEAD"], "git rev-parse", cwd=cwd).out.strip()
+            commit = must(dev, ["git", "rev-parse", "HEAD"], "git rev-parse", cwd=cwd).stdout.strip()
         display.running(GATE_STEP)
         started = time.perf_counter()
         done = dev.run(["git", "push", "--porcelain", "production", f"HEAD:refs/heads/{branch}"], cwd=cwd)
         pushed = time.perf_counter() - started
         said = "\n".join(line.removeprefix("remote: ").rstrip()
-                         for line in done.err.splitlines() if line.startswith("remote: "))
+                         for line in done.stderr.splitlines() if line.startswith("remote: "))
         live = re.search(rf"^{re.escape(DEPLOY)} live: release (\d+), version (\w+), served by (\d+) worker\(s\) "
                          rf"([\d.]+) s after the switch", said, re.MULTILINE)
         # The hooks run inside the push: production measured the rollout, the gate had the rest.
         rollout = float(live.group(4)) if live else 0.0
         display.record(Step(display.next_index(), display.total, GATE_STEP, max(pushed - rollout, 0.0)))
-        if done.code != 0:
+        if done.exit_code != 0:
             rejected = re.search(rf"^{re.escape(GATE)} rejected: (.+)$", said, re.MULTILINE)
             if rejected:
                 raise PushRejected(f"Production refused the push: {rejected.group(1)}. Nothing changed there; "
@@ -218,20 +219,20 @@ class Pipeline:
     def _production_command(self, command: str, *extra: str) -> dict:
         done = self.sides.production.run([self.sides.python, "-m", "production_server.cicd.hooks", command,
                                           "--config", str(self.config.file), *extra], timeout=600)
-        failed = re.search(rf"^{re.escape(DEPLOY)} FAILED: (.+)$", done.out, re.MULTILINE)
+        failed = re.search(rf"^{re.escape(DEPLOY)} FAILED: (.+)$", done.stdout, re.MULTILINE)
         if failed:
             raise CICDError(failed.group(1))
-        if done.code != 0:
+        if done.exit_code != 0:
             raise CICDError(f"`{command}` failed on {self.sides.production.name}: {done.last_line()}")
-        return json.loads(done.out.strip().splitlines()[-1])
+        return json.loads(done.stdout.strip().splitlines()[-1])
 
     def _read(self, path: Path, missing_ok: bool = False) -> str:
         done = self.sides.production.run(["cat", str(path)], timeout=60)
-        if done.code != 0:
-            if missing_ok and "No such file" in done.err:
+        if done.exit_code != 0:
+            if missing_ok and "No such file" in done.stderr:
                 return ""
             raise CICDError(f"Cannot read {path} on {self.sides.production.name}: {done.last_line()}")
-        return done.out
+        return done.stdout
 
 
 def _shown(column: str, value: object) -> str:
@@ -253,7 +254,7 @@ def identity(sides: Sides, cloned: bool) -> str:
     """
     folder = sides.development_dir if cloned else "/"  # "/": git's global settings, before the clone exists
     done = sides.development.run(["git", "config", "--get", "user.name"], cwd=folder)
-    return done.out.strip() if done.code == 0 and done.out.strip() else getpass.getuser()
+    return done.stdout.strip() if done.exit_code == 0 and done.stdout.strip() else getpass.getuser()
 
 
 def _root(settings: Settings, name: str) -> Path:
@@ -364,7 +365,7 @@ def _with_threshold(pipeline: Pipeline, min_accuracy: float | None, root: Path, 
         done = must(sides.production, [sides.python, "-m", "production_server.cicd.config", "--config",
                                         str(pipeline.config.file), "--min-accuracy", repr(float(min_accuracy))],
                     "Changing the gate's minimum accuracy")
-        answer = json.loads(done.out.strip().splitlines()[-1])
+        answer = json.loads(done.stdout.strip().splitlines()[-1])
         pipeline.config = PipelineConfig.from_dict(answer["config"])
         was, now = answer["was"]["min_accuracy"], pipeline.config.min_accuracy
         if was != now:
@@ -389,9 +390,9 @@ def _set_up(config: PipelineConfig, sides: Sides, who: str, display: Progress) -
     Either step that an earlier, interrupted init finished is not done again.
     """
     with display.step(INIT_STEPS[1]):
-        if sides.production.run(["test", "-f", sides.config_file]).code == 0:
+        if sides.production.run(["test", "-f", sides.config_file]).exit_code == 0:
             config = PipelineConfig.from_dict(json.loads(must(sides.production, ["cat", sides.config_file],
-                                                              "Reading production's cicd.json").out))
+                                                              "Reading production's cicd.json").stdout))
         else:
             must(sides.production, [sides.python, "-m", "production_server.cicd.setup", "--config-json",
                                     json.dumps(asdict(config)), "--model-dir", sides.served_model, "--python",
@@ -399,7 +400,7 @@ def _set_up(config: PipelineConfig, sides: Sides, who: str, display: Progress) -
                                     "--who", who],
                  "Setting up production's repository")
     with display.step(INIT_STEPS[2]):
-        if sides.development.run(["git", "-C", sides.development_dir, "rev-parse", "--git-dir"]).code != 0:
+        if sides.development.run(["git", "-C", sides.development_dir, "rev-parse", "--git-dir"]).exit_code != 0:
             _clone(sides, who)
     return config
 
@@ -409,6 +410,6 @@ def _clone(sides: Sides, who: str) -> None:
     must(dev, ["git", "clone", "--quiet", "--origin", "production", *sides.clone_options, sides.repo_url, folder],
          "Cloning production's repository")
     # Commits need an author; a lab machine often has no global git identity.
-    if dev.run(["git", "config", "user.name"], cwd=folder).code != 0:
+    if dev.run(["git", "config", "user.name"], cwd=folder).exit_code != 0:
         must(dev, ["git", "config", "user.name", who], "git config", cwd=folder)
         must(dev, ["git", "config", "user.email", f"{who}@development"], "git config", cwd=folder)

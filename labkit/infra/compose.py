@@ -1,9 +1,9 @@
 """``docker compose`` for one project: the command lines, their output, and what a student should do.
 
 Building the commands and reading their output lives here; running them is
-the job of a *runner*, ``runner(argv, timeout) -> Result`` (``_ssh.Result``):
-``local_runner`` runs them on this machine, ``ssh_runner(SSH(...))`` on a VM,
-so the docker backend and a VM's Task 2 stack share one implementation.
+the job of a ``Host`` (``infra.hosts``): ``LocalHost()`` runs them on this
+machine, ``SSHHost(ssh, name, sudo=True)`` on a VM, so the docker backend and
+a VM's Task 2 stack share one implementation.
 
     >>> compose = Compose("labkit-lab", "/srv/app/production_server/compose.yaml", "/srv/app/.env")
     >>> compose.check()                      # docker, the Compose v2 plugin, a daemon that answers
@@ -19,15 +19,10 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import subprocess
-import time
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
 
-from .._errors import DeployError, PrerequisiteMissing
-from .ssh import Result
-
-Runner = Callable[[list[str], float], Result]
+from .._errors import CommandFailed, DeployError, PrerequisiteMissing
+from .hosts import Host, LocalHost, Result
 
 SERVICES = ("rabbit", "web", "proxy", "worker")  # compose.yaml's services, in the order their logs are shown
 PROFILES = ("monitoring",)  # optional services (flower); `down` must see them to remove them
@@ -35,30 +30,6 @@ PROFILES = ("monitoring",)  # optional services (flower); `down` must see them t
 VM_APP_DIR = "/opt/labkit/app"
 VM_ENV_FILE = "/etc/labkit/compose.env"
 FALLBACK = "or deploy without containers: `labkit up --backend local` (labkit.deploy('local'))"
-
-
-def local_runner(argv: list[str], timeout: float) -> Result:
-    """Run ``argv`` on this machine; a missing program is exit code 127, as a shell reports it."""
-    start = time.monotonic()
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-    except FileNotFoundError:
-        return Result(127, "", f"{argv[0]}: command not found", time.monotonic() - start)
-    except subprocess.TimeoutExpired:
-        raise DeployError(
-            f"`{shlex.join(argv[:6])} ...` did not finish within {timeout:g} s: see `labkit logs`, "
-            "and raise LABKIT_START_TIMEOUT if the machine is only slow."
-        ) from None
-    return Result(done.returncode, done.stdout, done.stderr, time.monotonic() - start)
-
-
-def ssh_runner(ssh, sudo: bool = False) -> Runner:
-    """A runner that runs the commands on the other end of an ``_ssh.SSH`` connection.
-
-    ``sudo``: a cloud image's default user is not in the docker group.
-    """
-    prefix = "sudo " if sudo else ""
-    return lambda argv, timeout: ssh.run(prefix + shlex.join(argv), timeout=timeout)
 
 
 @dataclass(frozen=True)
@@ -125,15 +96,15 @@ class Compose:
     project: str
     file: str
     env_file: str
-    runner: Runner = local_runner
+    host: Host = field(default_factory=LocalHost)
     secrets: tuple[str, ...] = ()
     docker: str = "docker"
 
     @classmethod
-    def for_vm(cls, deployment: str, runner: Runner, secrets: tuple[str, ...] = ()) -> "Compose":
+    def for_vm(cls, deployment: str, host: Host, secrets: tuple[str, ...] = ()) -> "Compose":
         """The project cloud-init's docker-server template starts on a VM."""
         return cls(project_name(deployment), f"{VM_APP_DIR}/production_server/compose.yaml", VM_ENV_FILE,
-                   runner, secrets)
+                   host, secrets)
 
     # -- the command lines -------------------------------------------------
     def base(self, *profiles: str) -> list[str]:
@@ -171,7 +142,7 @@ class Compose:
         return version
 
     def check_cli(self) -> tuple[int, ...]:
-        result = self.runner([self.docker, "compose", "version"], 30)
+        result = self._answer([self.docker, "compose", "version"], 30)
         if result.exit_code == 127:
             raise PrerequisiteMissing(
                 "Docker is not installed (no `docker` command): install it (Ubuntu: "
@@ -188,7 +159,7 @@ class Compose:
         return version
 
     def check_daemon(self) -> None:
-        result = self.runner([self.docker, "info", "--format", "{{.ServerVersion}}"], 30)
+        result = self._answer([self.docker, "info", "--format", "{{.ServerVersion}}"], 30)
         if result.exit_code == 0 and result.stdout.strip():
             return
         said = self._tail(result.stderr or result.stdout)
@@ -218,7 +189,7 @@ class Compose:
     def logs(self, lines: int, timeout: float = 30) -> dict[str, str]:
         out = {}
         for service in SERVICES:
-            result = self.runner(self.logs_argv(service, lines), timeout)
+            result = self._answer(self.logs_argv(service, lines), timeout)
             out[service] = self.redact(result.stdout + result.stderr).rstrip("\n")
         return out
 
@@ -235,8 +206,15 @@ class Compose:
     def _tail(self, text: str, lines: int = 12) -> str:
         return self.redact("\n".join(text.strip().splitlines()[-lines:]))
 
+    def _answer(self, argv: list[str], timeout: float) -> Result:
+        try:
+            return self.host.run(argv, timeout=timeout)
+        except CommandFailed as exc:  # it did not finish
+            raise DeployError(f"{self.redact(str(exc))} See `labkit logs`, and raise LABKIT_START_TIMEOUT "
+                              "if the machine is only slow.") from None
+
     def _run(self, argv: list[str], timeout: float, what: str) -> Result:
-        result = self.runner(argv, timeout)
+        result = self._answer(argv, timeout)
         if result.exit_code != 0:
             raise DeployError(
                 f"docker compose failed {what} (exit code {result.exit_code}); it said:\n"

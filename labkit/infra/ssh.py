@@ -18,12 +18,12 @@ import select
 import socket
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .._config import HOME, Settings
 from .._errors import ConfigError, SSHError
+from .hosts import Result
 
 log = logging.getLogger(__name__)
 # paramiko's connection threads log each failed try with a traceback; while a VM boots
@@ -36,14 +36,6 @@ DEFAULT_USER = "ubuntu"
 DEFAULT_KEYS = ("id_ed25519", "id_rsa")
 # Failures that mean "not up yet": wait_until_reachable() tries again after them.
 RETRYABLE = {"refused", "timeout", "unreachable", "protocol"}
-
-
-@dataclass(frozen=True)
-class Result:
-    exit_code: int
-    stdout: str
-    stderr: str
-    seconds: float
 
 
 def _paramiko():

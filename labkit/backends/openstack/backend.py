@@ -27,6 +27,7 @@ from ..._errors import CICDError, ConfigError, DeployError, LabkitError, ScaleEr
 from ..._state import RunDir
 from ...infra import cloudinit, health
 from ...infra import console as _console
+from ...infra.hosts import SSHHost
 from ...notebook.progress import Progress, tell
 from .cloud import BROKER_PORT, ROLE_KEY, SSH_PORT
 
@@ -331,7 +332,7 @@ class OpenStackBackend:
         the development VM gets the server's host key, read over labkit's own
         SSH connection to the server.
         """
-        from ...infra.hosts import must
+        from ...cicd._steps import must
 
         if state.get("template", "single-server") != "single-server":
             raise CICDError("CI/CD delivers to a single-server (Task 1) deployment: deploy one "
@@ -347,7 +348,7 @@ class OpenStackBackend:
         sides = self.cicd_sides(run, state, settings, root)
         home = f"{self._vm_root(state['development_vm']['id'])}{_dev_home(state)}"
         dev_key = f"{home}/{DEV_KEY}.pub"
-        key = must(sides.development, ["cat", dev_key], "Reading the development VM's public key").out.strip()
+        key = must(sides.development, ["cat", dev_key], "Reading the development VM's public key").stdout.strip()
         services = self.services(state)
         services.install_cicd(cloudinit.cicd_code(), key)
         known_hosts = f"{home}/.ssh/known_hosts"
@@ -358,7 +359,7 @@ class OpenStackBackend:
 
     def cicd_sides(self, run: RunDir, state: dict, settings: Settings, root: Path):
         """Production is the server VM, development the development VM (folders, in the fake cloud)."""
-        from ...infra.hosts import LocalHost, Sides, SSHHost, git_over_ssh
+        from ...infra.hosts import LocalHost, Sides, git_over_ssh
 
         dev = state.get("development_vm") or {}
         if not dev.get("ready"):
@@ -574,9 +575,10 @@ class ComposeOverSSH:
     """
 
     def __init__(self, ssh, deployment: str, secrets: tuple[str, ...] = ()):
-        from ...infra.compose import Compose, ssh_runner
+        from ...infra.compose import Compose
 
-        self.compose = Compose.for_vm(deployment, ssh_runner(ssh, sudo=True), tuple(s for s in secrets if s))
+        self.compose = Compose.for_vm(deployment, SSHHost(ssh, "the server VM", sudo=True),
+                                      tuple(s for s in secrets if s))
 
     def scale_workers(self, current: int, target: int) -> None:
         # Compose starts or stops containers until `target` run; stop is Celery's warm shutdown.
@@ -593,21 +595,27 @@ class ComposeOverSSH:
 class SystemdOverSSH:
     """The single-server VM's systemd units, driven over SSH as the image's default user.
 
-    Verified only on paper: no VM boots where this was written. The unit
-    names are the ones the cloud-init template installs.
+    Every command is an argv run through ``infra.hosts.SSHHost``; the few that
+    need a shell (a pipe, a fallback) say so with ``sh -c``. Verified on real
+    machines of the machine cloud (tests/test_openstack_machines.py), whose
+    units are the ones the cloud-init template installs.
     """
 
     def __init__(self, ssh):
-        self.ssh = ssh
+        self.host = SSHHost(ssh, "the server VM")
+
+    def _root(self, *argv: str, timeout: float = 120) -> None:
+        self.host.run(["sudo", *argv], timeout=timeout, check=True)
+
+    def _shell(self, line: str, timeout: float = 120) -> None:
+        self.host.run(["sh", "-c", line], timeout=timeout, check=True)
 
     def scale_workers(self, current: int, target: int) -> None:
         if target > current:
-            units = " ".join(f"labkit-worker@{i}.service" for i in range(current + 1, target + 1))
-            self.ssh.run(f"sudo systemctl enable --now {units}", timeout=60, check=True)
+            self._root("systemctl", "enable", "--now", *_workers(range(current + 1, target + 1)), timeout=60)
         elif target < current:
-            units = " ".join(f"labkit-worker@{i}.service" for i in range(target + 1, current + 1))
             # stop is Celery's warm shutdown: tasks in hand finish first.
-            self.ssh.run(f"sudo systemctl disable --now {units}", timeout=120, check=True)
+            self._root("systemctl", "disable", "--now", *_workers(range(target + 1, current + 1)))
 
     def seal(self, broker_user: str, workers: int) -> None:
         """Before a snapshot: nothing of the deployment's secrets may stay on the disk.
@@ -618,31 +626,25 @@ class SystemdOverSSH:
         stored user-data, which holds the password, and makes a VM booted
         from the image run its own user-data; the journal is emptied.
         """
-        units = " ".join(["labkit-web.service", *(f"labkit-worker@{i}.service" for i in range(1, workers + 1))])
-        for command in (
-            f"sudo systemctl disable --now {units}",
-            f"sudo rabbitmqctl delete_user '{broker_user}'",
-            "sudo systemctl stop rabbitmq-server.service",
-            "sudo rm -rf /var/lib/rabbitmq/mnesia /etc/rabbitmq/rabbitmq.conf",
-            "sudo install -d -m 0700 /run/labkit-bake",
-            "sudo mv /etc/labkit/server.env /opt/labkit/rabbitmq/configure /run/labkit-bake/",
-            "sudo cloud-init clean --logs",
-            "sudo journalctl --rotate && sudo journalctl --vacuum-time=1s",
-            "sync",
-        ):
-            self.ssh.run(command, timeout=120, check=True)
+        self._root("systemctl", "disable", "--now", "labkit-web.service", *_workers(range(1, workers + 1)))
+        self._root("rabbitmqctl", "delete_user", broker_user)
+        self._root("systemctl", "stop", "rabbitmq-server.service")
+        self._root("rm", "-rf", "/var/lib/rabbitmq/mnesia", "/etc/rabbitmq/rabbitmq.conf")
+        self._root("install", "-d", "-m", "0700", "/run/labkit-bake")
+        self._root("mv", "/etc/labkit/server.env", "/opt/labkit/rabbitmq/configure", "/run/labkit-bake/")
+        self._root("cloud-init", "clean", "--logs")
+        self._root("journalctl", "--rotate")
+        self._root("journalctl", "--vacuum-time=1s")
+        self.host.run(["sync"], timeout=120, check=True)
 
     def unseal(self, workers: int) -> None:
         """After the snapshot: the secrets back from /run, the broker and services as before."""
-        units = " ".join(["labkit-web.service", *(f"labkit-worker@{i}.service" for i in range(1, workers + 1))])
-        for command in (
-            "sudo mv /run/labkit-bake/server.env /etc/labkit/server.env",
-            "sudo mv /run/labkit-bake/configure /opt/labkit/rabbitmq/configure",
-            "sudo systemctl start rabbitmq-server.service",
-            "sudo /opt/labkit/rabbitmq/configure",
-            f"sudo systemctl enable --now {units}",
-        ):
-            self.ssh.run(command, timeout=180, check=True)
+        self._root("mv", "/run/labkit-bake/server.env", "/etc/labkit/server.env", timeout=180)
+        self._root("mv", "/run/labkit-bake/configure", "/opt/labkit/rabbitmq/configure", timeout=180)
+        self._root("systemctl", "start", "rabbitmq-server.service", timeout=180)
+        self._root("/opt/labkit/rabbitmq/configure", timeout=180)
+        self._root("systemctl", "enable", "--now", "labkit-web.service", *_workers(range(1, workers + 1)),
+                   timeout=180)
 
     def install_cicd(self, code: bytes, development_key: str) -> None:
         """CI/CD's production side: its code, git, and a ``deploy`` user that only the development VM's key reaches."""
@@ -650,23 +652,22 @@ class SystemdOverSSH:
 
         home = f"/var/lib/labkit-{DEPLOY_USER}"
         keys = f"{home}/.ssh/authorized_keys"
+        self._shell(f"echo {base64.b64encode(code).decode()} | base64 -d | sudo tar -xzf - -C {VM_APP}", timeout=300)
+        self._shell("command -v git >/dev/null || { sudo apt-get update -q && "
+                    "sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends git; }",
+                    timeout=300)
+        self._shell(f"id {DEPLOY_USER} >/dev/null 2>&1 || sudo useradd --system --create-home --home-dir {home} "
+                    f"--shell /usr/bin/git-shell {DEPLOY_USER}", timeout=300)
+        self._root("install", "-d", "-o", DEPLOY_USER, "-g", DEPLOY_USER, "-m", "0755", VM_CICD, timeout=300)
+        self._root("install", "-d", "-o", DEPLOY_USER, "-g", DEPLOY_USER, "-m", "0700", f"{home}/.ssh", timeout=300)
         # git-shell lets the key push and fetch only; `restrict` takes forwarding and a pty from it too.
-        entry = shlex.quote(f"restrict {development_key}")
-        for command in (
-            f"echo {base64.b64encode(code).decode()} | base64 -d | sudo tar -xzf - -C {VM_APP}",
-            "command -v git >/dev/null || { sudo apt-get update -q && "
-            "sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends git; }",
-            f"id {DEPLOY_USER} >/dev/null 2>&1 || sudo useradd --system --create-home --home-dir {home} "
-            f"--shell /usr/bin/git-shell {DEPLOY_USER}",
-            f"sudo install -d -o {DEPLOY_USER} -g {DEPLOY_USER} -m 0755 {VM_CICD}",
-            f"sudo install -d -o {DEPLOY_USER} -g {DEPLOY_USER} -m 0700 {home}/.ssh",
-            f"echo {entry} | sudo tee {keys} >/dev/null && sudo chown {DEPLOY_USER}: {keys} && sudo chmod 0600 {keys}",
-        ):
-            self.ssh.run(command, timeout=300, check=True)
+        self._shell(f"echo {shlex.quote(f'restrict {development_key}')} | sudo tee {keys} >/dev/null", timeout=300)
+        self._root("chown", f"{DEPLOY_USER}:", keys, timeout=300)
+        self._root("chmod", "0600", keys, timeout=300)
 
     def host_key(self) -> str:
         """The server's ed25519 host key, as known_hosts writes it after the address."""
-        return self.ssh.run("cat /etc/ssh/ssh_host_ed25519_key.pub", timeout=30, check=True).stdout.strip()
+        return self.host.run(["cat", "/etc/ssh/ssh_host_ed25519_key.pub"], timeout=30, check=True).stdout.strip()
 
     def serve_model_from(self, pointer: str, workers: int) -> None:
         """Point the workers at ``pointer``, one restart at a time, with one extra worker meanwhile.
@@ -675,15 +676,15 @@ class SystemdOverSSH:
         (``restart`` waits for Celery's warm shutdown: its task in hand finishes).
         """
         line = f"SERVER_MODEL_DIR={pointer}"
-        self.ssh.run(f"sudo sed -i 's|^SERVER_MODEL_DIR=.*|{line}|' /etc/labkit/server.env && "
-                     f"sudo grep -qx '{line}' /etc/labkit/server.env", timeout=30, check=True)
+        self._root("sed", "-i", f"s|^SERVER_MODEL_DIR=.*|{line}|", "/etc/labkit/server.env", timeout=30)
+        self._root("grep", "-qx", line, "/etc/labkit/server.env", timeout=30)
         extra = workers + 1
         try:
-            self.ssh.run(self._until_ready(extra), timeout=180, check=True)
+            self._shell(self._until_ready(extra), timeout=180)
             for i in range(1, workers + 1):
-                self.ssh.run(self._until_ready(i), timeout=180, check=True)
+                self._shell(self._until_ready(i), timeout=180)
         finally:
-            self.ssh.run(f"sudo systemctl stop labkit-worker@{extra}.service", timeout=180, check=True)
+            self._root("systemctl", "stop", f"labkit-worker@{extra}.service", timeout=180)
 
     @staticmethod
     def _until_ready(index: int) -> str:
@@ -695,7 +696,11 @@ class SystemdOverSSH:
                 f"sudo journalctl -q --no-pager -n 20 -u {unit} >&2; exit 1")
 
     def logs(self, lines: int) -> dict[str, str]:
-        cloud_init = self.ssh.run(f"sudo tail -n {lines} /var/log/cloud-init-output.log", timeout=30)
-        services = self.ssh.run(
-            f"sudo journalctl --no-pager -n {lines} -u labkit-web.service -u 'labkit-worker@*'", timeout=30)
+        cloud_init = self.host.run(["sudo", "tail", "-n", str(lines), "/var/log/cloud-init-output.log"], timeout=30)
+        services = self.host.run(["sudo", "journalctl", "--no-pager", "-n", str(lines), "-u", "labkit-web.service",
+                                  "-u", "labkit-worker@*"], timeout=30)
         return {"cloud-init": cloud_init.stdout, "services": services.stdout}
+
+
+def _workers(indexes: range) -> list[str]:
+    return [f"labkit-worker@{i}.service" for i in indexes]
