@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tarfile
 from importlib.metadata import version
+from pathlib import Path
 
 import pytest
 import tomllib
@@ -136,6 +137,18 @@ def test_the_release_is_the_server_and_the_model_and_runs(model_dir, tmp_path):
     version_seen, probability = done.stdout.split()
     assert version_seen == json.loads((model_dir / "metadata.json").read_text())["version"]
     assert 0.0 <= float(probability) <= 1.0
+
+
+def test_only_a_task_2_vm_gets_what_builds_the_containers(model_dir):
+    def names(template: str) -> set[str]:
+        _, document = rendered(template, model_dir)
+        archive = base64.b64decode(files_of(document)["/opt/labkit/release.tar.gz"]["content"])
+        with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+            return {Path(n).name for n in tar.getnames()}
+
+    assert cloudinit.CONTAINER_FILES <= names("docker-server")
+    assert not cloudinit.CONTAINER_FILES & names("single-server")
+    assert not cloudinit.CONTAINER_FILES & names("worker")
 
 
 def test_the_release_is_reproducible(model_dir):

@@ -96,8 +96,16 @@ def cicd_code() -> bytes:
     return _targz([(p, str(p.relative_to(SERVER_DIR.parent))) for p in sorted(CICD_DIR.glob("*.py"))])
 
 
-def release(model_dir: Path) -> Release:
-    """The server's code (without the vendored chart library), requirements and model, as tar.gz."""
+# What only a Task 2 VM (and the docker backend) needs, to build and run the containers. The other
+# VMs go without: the single-server user-data is within a few KB of Nova's limit with them.
+CONTAINER_FILES = {"Dockerfile", "Dockerfile.dockerignore", "compose.yaml", "nginx.conf"}
+
+
+def release(model_dir: Path, containers: bool = True) -> Release:
+    """The server's code (without the vendored chart library), requirements and model, as tar.gz.
+
+    ``containers``: with what builds and runs the Compose stack (``CONTAINER_FILES``).
+    """
     model_dir = Path(model_dir)
     metadata = model_dir / "metadata.json"
     if not metadata.is_file():
@@ -107,6 +115,7 @@ def release(model_dir: Path) -> Release:
     files = sorted(
         p for p in SERVER_DIR.rglob("*")
         if p.is_file() and not {"__pycache__", "vendor"} & set(p.parts) and CICD_DIR not in p.parents
+        and (containers or p.name not in CONTAINER_FILES)
     )
     names = ["model.keras", "metadata.json"]
     if (model_dir / "model.onnx").is_file():  # models trained before the ONNX engine have none
@@ -157,7 +166,7 @@ def render(
         deployment=deployment,
         workers=workers,
         secrets=secrets or Secrets.placeholders(),
-        release=None if baked else release(model_dir),
+        release=None if baked else release(model_dir, containers=name == "docker-server"),
         chart={"version": CHART_VERSION, "sha256": chart_sha},
         broker_host=broker_host,
         baked=baked,
