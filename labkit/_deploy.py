@@ -12,6 +12,7 @@ import httpx
 import psutil
 
 from . import backends
+from .backends.base import ProcessRow
 from ._config import DEFAULT_NAME, Settings
 from ._errors import ConfigError, DeployError, LabkitError, NotDeployed, PredictionError, ScaleError, ServerNotReady
 from ._state import RunDir, private_dir
@@ -39,7 +40,7 @@ class Status:
     workers: int
     worker_names: list[str]
     problem: str | None
-    processes: list[dict] = field(default_factory=list)
+    processes: list[ProcessRow] = field(default_factory=list)  # the same keys from every backend
     engine: str = "keras"  # what the workers serve the model with
     expected_workers: int | None = None  # None: not recorded (a deployment older than this field)
     address: str | None = None  # the VM's or machine's address (openstack, machine); None on this host

@@ -22,6 +22,7 @@ import labkit
 from labkit import backends
 from labkit._errors import DeployError, PrerequisiteMissing
 from labkit._state import RunDir
+from labkit.backends.base import ProcessRow
 from labkit.backends.docker.backend import DockerBackend
 from labkit.infra import compose as _compose
 from labkit.infra.compose import Compose, parse_ps
@@ -185,8 +186,7 @@ def test_ps_as_json_lines_from_compose_2_21_on():
     rows = parse_ps(recording("compose-ps-lines.json")["stdout"], "relay")
     assert [(c.role, c.state, c.health) for c in rows] == [("postgres-1", "running", "healthy"),
                                                            ("relay-1", "running", "")]
-    assert rows[0].row() == {"role": "postgres-1", "container": "relay-postgres-1", "state": "running",
-                             "health": "healthy", "alive": True}
+    assert (rows[0].name, rows[0].alive) == ("relay-postgres-1", True)
 
 
 def test_ps_that_is_not_json_is_a_clear_error():
@@ -280,6 +280,7 @@ def test_processes_show_containers_with_state_and_health(fake_docker, recorded_s
     assert [(r["role"], r["state"], r["health"], r["alive"]) for r in rows] == [
         ("rabbit-1", "running", "healthy", True), ("web-1", "running", "healthy", True),
         ("worker-1", "exited", "-", False), ("worker-2", "running", "starting", True)]
+    assert all(set(r) >= ProcessRow.__required_keys__ for r in rows)  # the keys every backend gives
     assert backend.running(state)
     assert fake_docker.calls()[-1][-4:] == ["ps", "--all", "--format", "json"]
 

@@ -144,8 +144,8 @@ def test_a_machine_that_dies_is_reported_stopped_and_not_revived(lab):
     machine.leader().kill()  # its PID 1: the whole machine
     assert procs.wait_until(lambda: not machine.running(), timeout=30)
     status = lab.status()
-    assert not status.healthy and status.processes == [{"role": "machine", "id": machine.name, "status": "stopped",
-                                                         "address": machine.address}]
+    assert not status.healthy and status.processes == [{"role": "machine", "id": machine.name, "state": "stopped",
+                                                         "alive": False, "address": machine.address}]
 
 
 def test_down_powers_the_machine_off_and_leaves_nothing(lab):

@@ -50,7 +50,7 @@ def test_launch_watch_predict_reattach_destroy(tmp_path, settings, public_key, c
         again = labkit.attach("vm", settings=settings)
         status = again.status()
         assert status.healthy and status.backend == "openstack"
-        assert status.processes[0]["status"] == "ACTIVE"
+        assert status.processes[0]["state"] == "ACTIVE" and status.processes[0]["alive"]
         assert "[labkit] step" in again.logs()
         # Scaling goes through the VM's service manager (systemd over SSH on a real VM).
         for workers in (3, 1):

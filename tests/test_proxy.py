@@ -64,9 +64,9 @@ def test_the_proxy_listens_on_the_loopback_and_gunicorn_on_a_unix_socket(shared_
 
     rows = {row["role"]: row for row in shared_lab.status().processes}
     assert rows["proxy"]["alive"] and rows["web"]["alive"]
-    nginx = psutil.Process(rows["proxy"]["pid"])
+    nginx = psutil.Process(rows["proxy"]["id"])
     assert nginx.name() == "nginx"
-    gunicorn = psutil.Process(rows["web"]["pid"])
+    gunicorn = psutil.Process(rows["web"]["id"])
     assert [c for c in gunicorn.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN] == []
     assert any(str(c.laddr).endswith(".sock") for c in gunicorn.net_connections(kind="unix"))
 

@@ -15,6 +15,7 @@ import time
 import psutil
 import pytest
 
+from labkit.backends.base import ProcessRow
 from labkit.backends.local.supervisor import Supervisor
 from labkit.experiments.load import recorded_load
 from labkit.infra import procs
@@ -56,7 +57,7 @@ def healthy(lab, summary: str) -> None:
 def test_a_killed_worker_is_replaced_while_status_says_degraded(deployment_factory, report):
     lab = deployment_factory(workers=2)
     healthy(lab, "healthy: 2 of 2 workers")
-    victim = program(lab, "worker-1")["pid"]
+    victim = program(lab, "worker-1")["id"]
     with recorded_load(lab.url, clients=4) as load:
         time.sleep(2)
         killed = kill9(victim)
@@ -64,7 +65,7 @@ def test_a_killed_worker_is_replaced_while_status_says_degraded(deployment_facto
         seen = summaries_until(lab, "degraded: 1 of 2 workers", timeout=10)
         # Each gunicorn process has news of its own: one may say 2 for a second more. The real
         # "healthy" comes once the replacement runs and answers.
-        procs.wait_until(lambda: program(lab, "worker-1")["pid"] not in (None, victim), timeout=10)
+        procs.wait_until(lambda: program(lab, "worker-1")["id"] not in (None, victim), timeout=10)
         seen += summaries_until(lab, "healthy: 2 of 2 workers", timeout=RECOVERY_S + 5)
         time.sleep(2)
     back = seen[-1][0] - killed
@@ -78,13 +79,13 @@ def test_a_killed_worker_is_replaced_while_status_says_degraded(deployment_facto
     assert set(counts) == {200}, [a for a in load.answers() if a.status != 200][:3]
     assert counts[200] > 50
     replacement = program(lab, "worker-1")
-    assert replacement["alive"] and replacement["pid"] != victim
+    assert replacement["alive"] and replacement["id"] != victim
 
 
 def test_a_killed_gunicorn_master_is_replaced(deployment_factory, report):
     lab = deployment_factory(workers=1)
     healthy(lab, "healthy: 1 of 1 worker")
-    victim = program(lab, "web")["pid"]
+    victim = program(lab, "web")["id"]
     with recorded_load(lab.url, clients=4, timeout=5) as load:
         time.sleep(2)
         killed = kill9(victim)
@@ -101,8 +102,8 @@ def test_a_killed_gunicorn_master_is_replaced(deployment_factory, report):
     assert set(load.statuses(sent_after=recovered)) == {200}
     # The master's orphaned workers served on until they noticed it gone; then the new master took over.
     row = program(lab, "web")
-    assert row["pid"] != victim
-    web = procs.Proc("web", row["pid"], psutil.Process(row["pid"]).create_time())
+    assert row["id"] != victim
+    web = procs.Proc("web", row["id"], psutil.Process(row["id"]).create_time())
     # gunicorn is behind nginx, on a unix socket: the new master took the socket's path over.
     sock = lab.state["web_socket"]
     assert procs.wait_until(lambda: any(str(c.laddr) == sock for c in psutil.Process(web.pid).net_connections("unix")),
@@ -123,7 +124,7 @@ def test_a_killed_broker_is_restarted(deployment_factory, report):
     again on the same ports, with the same data and user; the web tier and the worker reconnect."""
     lab = deployment_factory(workers=1)
     healthy(lab, "healthy: 1 of 1 worker")
-    beam = psutil.Process(program(lab, "rabbitmq")["pid"])
+    beam = psutil.Process(program(lab, "rabbitmq")["id"])
     assert beam.name().startswith("beam")
     with recorded_load(lab.url, clients=4) as load:
         time.sleep(2)
@@ -142,7 +143,7 @@ def test_a_killed_broker_is_restarted(deployment_factory, report):
     assert recovered is not None and recovered - killed <= RECOVERY_S, during
     strange = [a for a in load.answers() if a.status not in (200, 503)]
     assert not strange, f"{len(strange)} answers neither 200 nor 503, e.g. {strange[:3]}"
-    assert program(lab, "rabbitmq")["pid"] != beam.pid
+    assert program(lab, "rabbitmq")["id"] != beam.pid
     assert seen[-1][1] == "healthy: 1 of 1 worker" and seen[-1][0] - killed <= RECOVERY_S, said
 
 
@@ -168,12 +169,14 @@ def test_one_supervisor_per_deployment_and_scale_moves_only_the_workers_it_chang
     root = psutil.Process(lab.state["processes"][0]["pid"])
     assert {c.pid for c in root.children()} == {p["pid"] for p in lab.state["processes"][1:]}
 
-    before = {row["role"]: row["pid"] for row in lab.status().processes}
+    rows = lab.status().processes
+    assert all(set(r) >= ProcessRow.__required_keys__ and isinstance(r["id"], int) for r in rows)  # every backend's
+    before = {row["role"]: row["id"] for row in rows}
     lab.scale(2)
-    after = {row["role"]: row["pid"] for row in lab.status().processes}
+    after = {row["role"]: row["id"] for row in lab.status().processes}
     assert {k: after[k] for k in before} == before  # the update started worker-2 and touched nothing else
     lab.scale(1)
-    assert {row["role"]: row["pid"] for row in lab.status().processes} == before
+    assert {row["role"]: row["id"] for row in lab.status().processes} == before
 
     # Every socket of the deployment is on the loopback (or a unix socket in its folder).
     listening = [(p.pid, c.laddr) for p in ours(folder) + [root, *root.children(recursive=True)]

@@ -14,7 +14,7 @@ sides). A backend has a capability by having its methods, nothing else.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypedDict, runtime_checkable
 
 from .._config import Settings
 from .._state import RunDir
@@ -22,6 +22,25 @@ from ..notebook.progress import Progress
 
 if TYPE_CHECKING:
     from ..infra.hosts import Sides
+
+
+class _Row(TypedDict):
+    role: str  # "web", "worker-2", "server", "worker VM lab-w1", "machine"
+    id: str | int | None  # a pid, a container's name, a server's id
+    state: str  # as its supervisor says: running, starting, exited, ACTIVE, stopped, gone...
+    alive: bool
+
+
+class ProcessRow(_Row, total=False):
+    """One process, container or VM of a deployment, as ``status().processes`` lists it.
+
+    The same keys from every backend (``_Row``'s), so a table or a measurement never
+    depends on which one ran; what only some backends know is optional (these).
+    """
+
+    rss_mb: float | None  # resident memory, where labkit can measure it (local processes)
+    health: str  # a container's health check: healthy, unhealthy, starting, or "-"
+    address: str | None  # where a VM answers
 
 
 class Backend(Protocol):
@@ -40,8 +59,8 @@ class Backend(Protocol):
     def scale(self, run: RunDir, state: dict, workers: int) -> dict:
         """Start or stop workers until ``workers`` run; return the new state."""
 
-    def processes(self, state: dict) -> list[dict]:
-        """One row per process or container: role, id, alive, memory."""
+    def processes(self, state: dict) -> list[ProcessRow]:
+        """One row per process, container or VM."""
 
     def logs(self, run: RunDir, state: dict, lines: int) -> dict[str, str]:
         """The last lines of each log, by role."""

@@ -164,8 +164,8 @@ def _number(value: float, fmt: str) -> str:
 
 def worker_rss_mb(lab: "Deployment") -> float:
     """Mean resident memory of the workers the backend reports; NaN where it reports none (a VM)."""
-    sizes = [p["rss_mb"] for p in lab.status().processes
-             if str(p.get("role", "")).startswith("worker") and p.get("rss_mb") is not None]
+    sizes = [rss for p in lab.status().processes
+             if p["role"].startswith("worker") and (rss := p.get("rss_mb")) is not None]
     return sum(sizes) / len(sizes) if sizes else math.nan
 
 

@@ -47,10 +47,6 @@ class Container:
     def alive(self) -> bool:
         return self.state == "running"
 
-    def row(self) -> dict:
-        return {"role": self.role, "container": self.name, "state": self.state,
-                "health": self.health or "-", "alive": self.alive}
-
 
 def parse_ps(text: str, project: str) -> list[Container]:
     """Both shapes Compose v2 has printed: a JSON array (before 2.21) or one object per line (2.21 on)."""

@@ -33,6 +33,7 @@ from ..._state import RunDir
 from ...infra import cloudinit, health, procs
 from ...infra.compose import Compose, env_text, env_values, project_name
 from ...infra.rabbitmq import new_account
+from ..base import ProcessRow
 from ...notebook.progress import Progress
 
 BUILD_TIMEOUT = 1800.0  # the first build downloads TensorFlow
@@ -138,8 +139,9 @@ class DockerBackend:
         return state
 
     # -- look ---------------------------------------------------------------
-    def processes(self, state: dict) -> list[dict]:
-        return [c.row() for c in self.compose(state).ps()]
+    def processes(self, state: dict) -> list[ProcessRow]:
+        return [{"role": c.role, "id": c.name, "state": c.state, "alive": c.alive, "health": c.health or "-"}
+                for c in self.compose(state).ps()]
 
     def logs(self, run: RunDir, state: dict, lines: int) -> dict[str, str]:
         return self.compose(state).logs(lines)

@@ -33,6 +33,7 @@ from ...infra import health as _health
 from ...infra import nginx as _nginx
 from ...infra import procs
 from ...infra.rabbitmq import Node, find_programs
+from ..base import ProcessRow
 from ...notebook.progress import Progress
 from .supervisor import STATES_UP, Program, Supervisor, proc_of, rows, socket_path
 
@@ -385,7 +386,7 @@ class LocalBackend:
     prepare_cicd = cicd_sides  # nothing to launch or install: this machine has it all
 
     # -- look -------------------------------------------------------------
-    def processes(self, state: dict) -> list[dict]:
+    def processes(self, state: dict) -> list[ProcessRow]:
         """One row per process: supervisord, then its programs as it sees them (state: running, starting...)."""
         recorded = self._recorded_procs(state)
         if "supervisor" not in state:
@@ -440,7 +441,7 @@ class LocalBackend:
             procs.wait_until(lambda: not procs.port_in_use(state["port"], host), timeout=5, interval=0.1)
 
 
-def _recorded_row(proc: procs.Proc, own: bool = False) -> dict:
+def _recorded_row(proc: procs.Proc, own: bool = False) -> ProcessRow:
     """A row for a recorded process; ``own``: its own memory only, not its children's (supervisord's programs)."""
     handle = proc.handle()
     rss = None
@@ -449,5 +450,5 @@ def _recorded_row(proc: procs.Proc, own: bool = False) -> dict:
             rss = handle.memory_info().rss / 2**20 if own else proc.rss_mb()
         except psutil.Error:  # it ended meanwhile
             rss = None
-    return {"role": proc.role, "pid": proc.pid, "alive": rss is not None,
-            "state": "running" if rss is not None else "gone", "rss_mb": round(rss, 1) if rss is not None else None}
+    return {"role": proc.role, "id": proc.pid, "state": "running" if rss is not None else "gone",
+            "alive": rss is not None, "rss_mb": round(rss, 1) if rss is not None else None}

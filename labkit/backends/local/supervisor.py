@@ -32,6 +32,7 @@ from pathlib import Path
 
 from ..._errors import DeployError
 from ...infra import procs
+from ..base import ProcessRow
 
 CONF = "supervisord.conf"
 SOCKET = "supervisor.sock"
@@ -244,14 +245,14 @@ class Supervisor:
             pass  # it stopped meanwhile
 
 
-def rows(info: list[dict]) -> list[dict]:
-    """``info()`` as labkit's process rows: role, pid, alive, state, rss_mb."""
-    out = []
+def rows(info: list[dict]) -> list[ProcessRow]:
+    """``info()`` as labkit's process rows (the id is the pid)."""
+    out: list[ProcessRow] = []
     for process in info:
         alive = process["statename"] == "RUNNING" and process["pid"] > 0
         rss = _rss_mb(process["pid"]) if alive else None
-        out.append({"role": process["name"], "pid": process["pid"] or None, "alive": alive and rss is not None,
-                    "state": process["statename"].lower(), "rss_mb": round(rss, 1) if rss is not None else None})
+        out.append({"role": process["name"], "id": process["pid"] or None, "state": process["statename"].lower(),
+                    "alive": alive and rss is not None, "rss_mb": round(rss, 1) if rss is not None else None})
     return out
 
 

@@ -35,6 +35,7 @@ from ..._errors import ConfigError, LabkitError, MachineError, PrerequisiteMissi
 from ..._state import RunDir
 from ...infra import cloudinit, health
 from ...infra import console as _console
+from ..base import ProcessRow
 from ...notebook.progress import Progress
 from ..openstack.backend import TASKS, ComposeOverSSH, SystemdOverSSH, render_checked
 from . import ensure_image, missing, standins
@@ -133,12 +134,13 @@ class MachineBackend:
         health.wait_or_raise(state["url"], workers, HEALTH_TIMEOUT, ScaleError, advice="See `labkit logs`.")
         return state
 
-    def processes(self, state: dict) -> list[dict]:
+    def processes(self, state: dict) -> list[ProcessRow]:
         machine = self._machine(state)
         if machine is None:
             return []
-        return [{"role": "machine", "id": machine.name, "status": "running" if machine.running() else "stopped",
-                 "address": machine.address}]
+        running = machine.running()
+        return [{"role": "machine", "id": machine.name, "state": "running" if running else "stopped",
+                 "alive": running, "address": machine.address}]
 
     def logs(self, run: RunDir, state: dict, lines: int) -> dict[str, str]:
         machine = self._machine(state)

@@ -28,6 +28,7 @@ from ..._state import RunDir
 from ...infra import cloudinit, health
 from ...infra import console as _console
 from ...infra.hosts import SSHHost
+from ..base import ProcessRow
 from ...notebook.progress import Progress, tell
 from .cloud import BROKER_PORT, ROLE_KEY, SSH_PORT
 
@@ -470,20 +471,19 @@ class OpenStackBackend:
                                advice="See `labkit logs`.")
         return state
 
-    def processes(self, state: dict) -> list[dict]:
+    def processes(self, state: dict) -> list[ProcessRow]:
+        def row(role: str, server_id: str | None, address: str | None, found) -> ProcessRow:
+            return {"role": role, "id": server_id, "state": found.status if found else "gone",
+                    "alive": bool(found) and found.status == "ACTIVE", "address": address}
+
         server = self.cloud.get_server(state["server_id"]) if state.get("server_id") else None
-        rows = [{
-            "role": "server", "id": state.get("server_id"), "status": server.status if server else "gone",
-            "address": state.get("floating_ip"),
-        }]
+        rows = [row("server", state.get("server_id"), state.get("floating_ip"), server)]
         for vm in state.get("worker_vms") or []:
             found = self.cloud.get_server(vm["id"])
-            rows.append({"role": f"worker VM {vm['name']}", "id": vm["id"], "status": found.status if found else "gone",
-                         "address": found.fixed_ips[0] if found and found.fixed_ips else None})
+            rows.append(row(f"worker VM {vm['name']}", vm["id"],
+                            found.fixed_ips[0] if found and found.fixed_ips else None, found))
         if dev := state.get("development_vm"):
-            found = self.cloud.get_server(dev["id"])
-            rows.append({"role": "development VM", "id": dev["id"], "status": found.status if found else "gone",
-                         "address": dev.get("floating_ip")})
+            rows.append(row("development VM", dev["id"], dev.get("floating_ip"), self.cloud.get_server(dev["id"])))
         return rows
 
     def logs(self, run: RunDir, state: dict, lines: int) -> dict[str, str]:
