@@ -1,10 +1,16 @@
-"""Settings, read once from ``LABKIT_*`` environment variables."""
+"""Settings, read once from ``LABKIT_*`` environment variables (over the file 00-setup saves).
+
+Every variable labkit reads is named here, and ``read`` is the one way a
+settings class turns them into its fields: ``Settings`` and the openstack
+backend's ``CloudSettings`` alike.
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Mapping
 
 from production_server.contract import ENGINES
 
@@ -24,12 +30,20 @@ START_TIMEOUT = "LABKIT_START_TIMEOUT"
 PREDICT_TIMEOUT = "LABKIT_PREDICT_TIMEOUT"
 PROGRESS = "LABKIT_PROGRESS"
 ENGINE = "LABKIT_ENGINE"
-CLOUD_TEMPLATE = "LABKIT_OS_TEMPLATE"  # read by backends.openstack.CloudSettings
+# The openstack backend's (``CloudSettings``): variable -> field.
+OS_IMAGE, OS_FLAVOR, OS_NETWORK, OS_KEYPAIR = "LABKIT_OS_IMAGE", "LABKIT_OS_FLAVOR", "LABKIT_OS_NETWORK", "LABKIT_OS_KEYPAIR"
+CLOUD_TEMPLATE = "LABKIT_OS_TEMPLATE"
+OS_PUBLIC_KEY = "LABKIT_OS_PUBLIC_KEY"
+CLOUD = {OS_IMAGE: "image", OS_FLAVOR: "flavor", OS_NETWORK: "network", OS_KEYPAIR: "keypair",
+         "LABKIT_OS_FLOATING_POOL": "floating_pool", "LABKIT_OS_ALLOW_CIDR": "allow_cidr",
+         CLOUD_TEMPLATE: "template", "LABKIT_OS_SSH_USER": "ssh_user", OS_PUBLIC_KEY: "public_key"}
 
 DEFAULT_NAME = "lab"
 PROGRESS_MODES = ("auto", "bar", "lines", "off")
 
-# The variables whose values are numbers, and the Settings field each one sets.
+# Settings': variable -> field; the numbers apart, to be checked and converted as numbers.
+TEXTS = {HOME: "home", MODEL_DIR: "model_dir", DATA_DIR: "data_dir", MACHINE_IMAGES: "machine_images",
+         BROKER_URL: "broker_url", BACKEND: "backend", HOST: "host", PROGRESS: "progress", ENGINE: "engine"}
 NUMBERS = {PORT: "port", START_TIMEOUT: "start_timeout", PREDICT_TIMEOUT: "predict_timeout"}
 
 
@@ -64,6 +78,20 @@ def expected(name: str, raw: str) -> str | None:
     if choices is None or raw in choices:
         return None
     return "one of " + ", ".join(choices)
+
+
+def read(names: Mapping[str, str], env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The fields that the variables ``names`` (variable -> field) set, as text; each value checked first.
+
+    ``env``: the variables to read (default: the environment over the settings file).
+    """
+    env = _userconfig.environ() if env is None else dict(env)
+    for name in names:
+        # The file's values were checked as it was read: what is wrong here comes from the environment.
+        if env.get(name) and (want := expected(name, env[name])):
+            raise ConfigError(f"The environment variable {name}={env[name]!r} should be {want}: "
+                              "change it, or unset it.")
+    return {field: env[name] for name, field in names.items() if env.get(name)}
 
 
 @dataclass(frozen=True)
@@ -102,18 +130,8 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
-        # The student's saved choices (labkit.notebook.widgets) under the real environment.
-        env = _userconfig.environ() if env is None else dict(env)
-        for name in (*NUMBERS, BACKEND, ENGINE, PROGRESS):
-            # The file's values were checked as it was read: what is wrong here comes from the environment.
-            if env.get(name) and (want := expected(name, env[name])):
-                raise ConfigError(f"The environment variable {name}={env[name]!r} should be {want}: "
-                                  "change it, or unset it.")
-        texts = {HOME: "home", MODEL_DIR: "model_dir", DATA_DIR: "data_dir", MACHINE_IMAGES: "machine_images",
-                 BROKER_URL: "broker_url",
-                 BACKEND: "backend", HOST: "host", PROGRESS: "progress", ENGINE: "engine"}
-        changes: dict = {attr: env[name] for name, attr in texts.items() if env.get(name)}
-        changes.update({attr: float(env[name]) for name, attr in NUMBERS.items() if env.get(name)})
+        changes: dict = read(TEXTS, env)
+        changes.update({attr: float(value) for attr, value in read(NUMBERS, env).items()})
         if "port" in changes:
             changes["port"] = int(changes["port"])
         return replace(cls(), **changes)

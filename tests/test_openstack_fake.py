@@ -208,6 +208,22 @@ def test_the_vm_template_is_a_setting_with_a_clear_error():
     assert CloudSettings.from_env({}).template == "single-server"
     with pytest.raises(labkit.ConfigError, match="single-server, docker-server"):
         CloudSettings(template="kubernetes")
+    with pytest.raises(labkit.ConfigError, match="environment variable LABKIT_OS_TEMPLATE='kubernetes' should be"):
+        CloudSettings.from_env({"LABKIT_OS_TEMPLATE": "kubernetes"})
+
+
+def test_cloud_settings_come_from_the_saved_file_under_the_environment(tmp_path, monkeypatch):
+    """One source for every setting: what 00-setup saved, overridden by the environment."""
+    from labkit import _userconfig
+
+    monkeypatch.setenv(_userconfig.CONFIG, str(tmp_path / "settings.json"))
+    _userconfig.save({"LABKIT_OS_IMAGE": "Debian 12", "LABKIT_OS_NETWORK": "saved-net", "LABKIT_PORT": "5200"})
+    monkeypatch.setenv("LABKIT_OS_NETWORK", "env-net")
+    monkeypatch.setenv("LABKIT_OS_PUBLIC_KEY", str(tmp_path / "me.pub"))
+    cloud = CloudSettings.from_env()
+    assert (cloud.image, cloud.network, cloud.login_user()) == ("Debian 12", "env-net", "debian")
+    assert (cloud.public_key, cloud.private_key) == (tmp_path / "me.pub", tmp_path / "me")
+    assert labkit.Settings.from_env().port == 5200
 
 
 def test_a_task_2_deployment_is_driven_by_compose_and_has_no_worker_vms(tmp_path):

@@ -8,6 +8,7 @@ import click
 
 from production_server.contract import ENGINES
 
+from .. import _config
 from ..backends import NAMES, Backend
 from ._options import name_option
 
@@ -56,15 +57,15 @@ def _cloud_option(name: str, variable: str, help: str):
 @click.command("up")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 16), help="Celery workers to start.")
 # No click defaults for these two: labkit's own settings (environment, then the file 00-setup saves) decide.
-@click.option("--backend", type=click.Choice(NAMES), envvar="LABKIT_BACKEND", show_envvar=True, default=None,
+@click.option("--backend", type=click.Choice(NAMES), envvar=_config.BACKEND, show_envvar=True, default=None,
               help="Where to deploy (default: your saved choice, else local).")
-@click.option("--engine", type=click.Choice(ENGINES), envvar="LABKIT_ENGINE", show_envvar=True, default=None,
+@click.option("--engine", type=click.Choice(ENGINES), envvar=_config.ENGINE, show_envvar=True, default=None,
               help="What the workers run the model with (onnx: ONNX Runtime, no TensorFlow; default keras).")
-@_cloud_option("image", "LABKIT_OS_IMAGE", "Image name, e.g. 'Ubuntu 24.04'")
-@_cloud_option("flavor", "LABKIT_OS_FLAVOR", "Flavor name")
-@_cloud_option("network", "LABKIT_OS_NETWORK", "The project's network")
-@_cloud_option("keypair", "LABKIT_OS_KEYPAIR", "Key pair name on the cloud")
-@click.option("--template", envvar="LABKIT_OS_TEMPLATE", show_envvar=True, default=None,
+@_cloud_option("image", _config.OS_IMAGE, "Image name, e.g. 'Ubuntu 24.04'")
+@_cloud_option("flavor", _config.OS_FLAVOR, "Flavor name")
+@_cloud_option("network", _config.OS_NETWORK, "The project's network")
+@_cloud_option("keypair", _config.OS_KEYPAIR, "Key pair name on the cloud")
+@click.option("--template", envvar=_config.CLOUD_TEMPLATE, show_envvar=True, default=None,
               help="The VM: single-server (Task 1) or docker-server (Task 2) (openstack and machine backends).")
 @name_option
 @click.pass_context

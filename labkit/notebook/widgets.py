@@ -15,7 +15,7 @@ from typing import Callable
 
 import ipywidgets as w
 
-from .. import _userconfig
+from .. import _config, _userconfig
 from .._config import Settings
 from .._errors import LabkitError
 from . import checks
@@ -35,9 +35,9 @@ def _cloud_fields() -> dict[str, tuple[str, str]]:
     from ..backends.openstack.backend import CloudSettings
 
     defaults = CloudSettings()
-    return {"LABKIT_OS_IMAGE": ("Image", defaults.image), "LABKIT_OS_FLAVOR": ("Flavor", defaults.flavor),
-            "LABKIT_OS_NETWORK": ("Network", defaults.network or ""),
-            "LABKIT_OS_KEYPAIR": ("Key pair", defaults.keypair)}
+    return {_config.OS_IMAGE: ("Image", defaults.image), _config.OS_FLAVOR: ("Flavor", defaults.flavor),
+            _config.OS_NETWORK: ("Network", defaults.network or ""),
+            _config.OS_KEYPAIR: ("Key pair", defaults.keypair)}
 STYLE = {"description_width": "110px"}
 
 

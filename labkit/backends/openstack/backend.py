@@ -21,7 +21,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Callable
 
-from ... import _userconfig
+from ... import _config, _userconfig
 from ..._config import Settings
 from ..._errors import CICDError, ConfigError, DeployError, LabkitError, ScaleError
 from ..._state import RunDir
@@ -81,15 +81,9 @@ class CloudSettings:
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "CloudSettings":
-        env = _userconfig.environ() if env is None else dict(env)
-        names = {
-            "LABKIT_OS_IMAGE": "image", "LABKIT_OS_FLAVOR": "flavor", "LABKIT_OS_NETWORK": "network",
-            "LABKIT_OS_KEYPAIR": "keypair", "LABKIT_OS_FLOATING_POOL": "floating_pool",
-            "LABKIT_OS_ALLOW_CIDR": "allow_cidr", "LABKIT_OS_TEMPLATE": "template", "LABKIT_OS_SSH_USER": "ssh_user",
-        }
-        changes: dict = {field: env[var] for var, field in names.items() if env.get(var)}
-        if env.get("LABKIT_OS_PUBLIC_KEY"):
-            changes["public_key"] = Path(env["LABKIT_OS_PUBLIC_KEY"]).expanduser()
+        changes: dict = _config.read(_config.CLOUD, env)
+        if "public_key" in changes:
+            changes["public_key"] = Path(changes["public_key"]).expanduser()
             changes["private_key"] = changes["public_key"].with_suffix("")
         return replace(cls(), **changes)
 
