@@ -339,7 +339,15 @@ def test_wait_active_reports_novas_fault_when_the_server_goes_to_error(fake, clo
         cloud.wait_active(SERVER_ID, timeout=5, poll=0)
     assert type(caught.value) is error
     assert fault in str(caught.value) and "labkit down" in str(caught.value)
-    assert fake.sent() == [f"GET /v2.1/servers/{SERVER_ID}"] * 2
+    # openstacksdk's wait_for_server sees ERROR on the second look; labkit looks once more for the fault.
+    assert fake.sent() == [f"GET /v2.1/servers/{SERVER_ID}"] * 3
+
+
+def test_a_server_deleted_while_starting_says_so(fake, cloud):
+    fake.on("GET", f"{COMPUTE}/servers/{SERVER_ID}",
+            {"json": nova_server("BUILD")}, nova_error(404, "Instance could not be found."))
+    with pytest.raises(labkit.CloudError, match="disappeared while starting"):
+        cloud.wait_active(SERVER_ID, timeout=5, poll=0)
 
 
 def test_wait_active_times_out_naming_the_step_and_the_seconds(fake, cloud):

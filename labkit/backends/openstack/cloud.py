@@ -16,7 +16,9 @@ It uses the SDK's proxy layer (``conn.compute``, ``conn.network``,
 / ``add_auto_ip``: those reuse any unattached floating IP of the project (a
 classmate's, in a shared teaching project) and, when the server has no port
 yet, allocate an IP they then do not attach. Here each step is one request
-whose failure can be named.
+whose failure can be named. Waiting is the SDK's own (``wait_for_server``,
+``wait_for_delete``, ``image.wait_for_status``); labkit only reads the server
+once more afterwards, for Nova's fault or the status it was left in.
 
 openstacksdk is imported only when a cloud is used; without it the error
 names ``pip install openstacksdk``.
@@ -508,38 +510,39 @@ class OpenStackCloud:
                 return None
 
     def wait_active(self, server_id: str, timeout: float = 600.0, poll: float = 5.0) -> ServerInfo:
-        """Poll until the server is ACTIVE; ERROR raises with Nova's fault message."""
-        deadline = time.monotonic() + timeout
-        while True:
-            with self._calling("waiting for the server to become ACTIVE"):
-                try:
-                    server = _server_info(self.conn.compute.get_server(server_id))
-                except self._exc.NotFoundException:
-                    raise CloudError(
-                        f"The server {server_id} disappeared while starting (someone deleted it?): "
-                        "run `labkit down`, then deploy again."
-                    ) from None
-            if server.status == "ACTIVE":
-                return server
-            if server.status == "ERROR":
-                reason = server.fault or "Nova gave no reason"
-                if _QUOTA.search(reason):
-                    raise QuotaError(
-                        f"The server {server.name} went to ERROR because a quota is used up ({reason}): run "
-                        "`labkit down` to delete it and anything else you no longer need, then retry."
-                    )
-                raise CloudError(
-                    f"The server {server.name} went to ERROR while starting ({reason}): run `labkit down` to "
-                    "delete it, then retry, perhaps with another flavor or image."
+        """Wait (openstacksdk's ``wait_for_server``) until the server is ACTIVE; ERROR raises with Nova's fault."""
+        gone = CloudError(f"The server {server_id} disappeared while starting (someone deleted it?): "
+                          "run `labkit down`, then deploy again.")
+        with self._calling("waiting for the server to become ACTIVE"):
+            try:
+                server = self.conn.compute.get_server(server_id)
+                return _server_info(self.conn.compute.wait_for_server(server, failures=["ERROR"], interval=poll,
+                                                                      wait=timeout))
+            except self._exc.NotFoundException:
+                raise gone from None
+            except self._exc.ResourceFailure:
+                failed = True  # the SDK says only that it went to ERROR: Nova's fault says why
+            except self._exc.ResourceTimeout:
+                failed = False
+        info = self.get_server(server_id)
+        if info is None:
+            raise gone
+        if failed:
+            reason = info.fault or "Nova gave no reason"
+            if _QUOTA.search(reason):
+                raise QuotaError(
+                    f"The server {info.name} went to ERROR because a quota is used up ({reason}): run "
+                    "`labkit down` to delete it and anything else you no longer need, then retry."
                 )
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise CloudError(
-                    f"Timed out after {timeout:g} s waiting for the server {server.name} to become ACTIVE "
-                    f"(it is still {server.status}): run `labkit down`, then retry, or allow more time "
-                    "(LABKIT_START_TIMEOUT)."
-                )
-            time.sleep(max(0.0, min(poll, remaining)))
+            raise CloudError(
+                f"The server {info.name} went to ERROR while starting ({reason}): run `labkit down` to "
+                "delete it, then retry, perhaps with another flavor or image."
+            )
+        raise CloudError(
+            f"Timed out after {timeout:g} s waiting for the server {info.name} to become ACTIVE "
+            f"(it is still {info.status}): run `labkit down`, then retry, or allow more time "
+            "(LABKIT_START_TIMEOUT)."
+        )
 
     def private_address(self, server_id: str) -> str:
         """The server's fixed IPv4 address on the project's network (where worker VMs reach its broker)."""
@@ -582,20 +585,21 @@ class OpenStackCloud:
                 return False
         if not wait:
             return True
-        deadline = time.monotonic() + timeout
-        while True:
-            with self._calling("waiting for the server to be deleted"):
-                try:
-                    server = self.conn.compute.get_server(server_id)
-                except self._exc.NotFoundException:
-                    return True
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise CloudError(
-                    f"Timed out after {timeout:g} s waiting for the server {server.name or server_id} to be deleted "
-                    f"(it is still {server.status}): run `labkit down` again in a minute."
-                )
-            time.sleep(max(0.0, min(poll, remaining)))
+        from openstack.compute.v2.server import Server
+
+        with self._calling("waiting for the server to be deleted"):
+            try:
+                self.conn.compute.wait_for_delete(Server.new(id=server_id), interval=poll, wait=timeout)
+                return True
+            except self._exc.ResourceTimeout:
+                pass
+        info = self.get_server(server_id)
+        if info is None:  # gone just after the last look
+            return True
+        raise CloudError(
+            f"Timed out after {timeout:g} s waiting for the server {info.name or server_id} to be deleted "
+            f"(it is still {info.status}): run `labkit down` again in a minute."
+        )
 
     # -- floating IPs --------------------------------------------------------
     def attach_floating_ip(
@@ -606,6 +610,10 @@ class OpenStackCloud:
         A server that already has a floating IP keeps it. Attaching is retried
         while Neutron does not yet know the server's port (no port / 404 / 409
         / 'No ports'); if it finally fails, the new IP is released again.
+
+        Not openstacksdk's ``add_auto_ip``/``create_floating_ip``: they take no
+        description, and the owner written there is how ``labkit cleanup`` tells
+        this student's IPs from a classmate's (4.22.0's signatures, checked).
         """
         with self._calling("looking up the server"):
             server = self.conn.compute.get_server(server_id)
