@@ -112,8 +112,8 @@ class FakeCloud:
         """The VM's /run: a tmpfs on a real VM, so never in a snapshot."""
         return self.root / "run" / server_id
 
-    def disk(self, server_id: str) -> Path:
-        """The folder that is this server's disk: its /opt/labkit is disk/opt/labkit."""
+    def disk(self, server_id: str) -> Path | None:
+        """The folder that is this server's disk: its /opt/labkit is disk/opt/labkit (None: reached over SSH)."""
         return self._disk(server_id)
 
     def _run(self, server_id: str, part: str = "") -> RunDir:
@@ -189,7 +189,14 @@ class FakeCloud:
         elif "path: /etc/systemd/system/labkit-web.service" not in userdata:
             # A worker VM needs no floating IP: it boots at once, in the background.
             threading.Thread(target=self._boot_worker_vm, args=(server_id,), daemon=True).start()
-        return self.get_server(server_id)
+        return self._server(server_id)
+
+    def _server(self, server_id: str) -> ServerInfo:
+        """A server the caller knows is there (it made it, or listed it)."""
+        info = self.get_server(server_id)
+        if info is None:
+            raise CloudError(f"The server {server_id} does not exist any more: run `labkit down`, then deploy again.")
+        return info
 
     def get_server(self, server_id: str) -> ServerInfo | None:
         server = self._load()["servers"].get(server_id)
@@ -208,7 +215,7 @@ class FakeCloud:
         db = self._load()
         db["servers"][server_id]["status"] = "ACTIVE"
         self._save(db)
-        return self.get_server(server_id)
+        return self._server(server_id)
 
     def attach_floating_ip(self, server_id: str, pool: str | None = None, **_) -> FloatingIP:
         db = self._load()
@@ -287,7 +294,7 @@ class FakeCloud:
         with progress.step("configure RabbitMQ"):
             broker = urlsplit(_env_file(self._disk(server_id))["SERVER_BROKER_URL"])
             node = replace(Node.plan(self._disk(server_id) / BROKER_DATA, f"vm-{server_id}"),
-                           user=broker.username, password=broker.password)
+                           user=broker.username or "", password=broker.password or "")
             mq = self._run(server_id, "-mq")
             mq.create()
             mq.write({"processes": [], "node": node.to_dict()})
@@ -402,8 +409,8 @@ class FakeCloud:
                                  WORKER_READY_TIMEOUT, abort=died):
             raise unreachable([])
 
-    def services(self, server_id: str) -> "FakeServices":
-        """What SSH and systemd are on a real VM: here, the local deployment behind the server."""
+    def services(self, server_id: str) -> "FakeServices | None":
+        """What SSH and systemd are on a real VM: here, the local deployment behind the server (None: SSH)."""
         return FakeServices(self, server_id)
 
     def console_log(self, server_id: str, length: int | None = None) -> str:
@@ -453,7 +460,7 @@ class FakeCloud:
         return server.fixed_ips[0]
 
     def find_servers(self, metadata: dict[str, str]) -> list[ServerInfo]:
-        servers = [self.get_server(i) for i in self._load()["servers"]]
+        servers = [self._server(i) for i in self._load()["servers"]]
         return [s for s in servers if all(s.metadata.get(k) == str(v) for k, v in metadata.items())]
 
     def create_image(self, server_id: str, name: str, metadata: dict[str, str]) -> dict:
@@ -506,7 +513,7 @@ class FakeCloud:
     def list_lab_resources(self, owner: str | None) -> LabResources:
         """As ``OpenStackCloud.list_lab_resources``: owned servers and IPs, ``labkit-`` groups and images."""
         db = self._load()
-        servers = [self.get_server(i) for i in db["servers"]]
+        servers = [self._server(i) for i in db["servers"]]
         servers = [s for s in servers if OWNER_KEY in s.metadata and (owner is None or s.owner == owner)]
         addresses = {ip for s in servers for ip in s.floating_ips}
         ips = [
@@ -582,7 +589,7 @@ class FakeServices:
         for name in SECRET_FILES:
             shutil.move(memory / name, disk / name)
         shutil.rmtree(memory, ignore_errors=True)
-        address = self.cloud.get_server(self.server_id).public_ip
+        address = self.cloud._server(self.server_id).public_ip or ""
         with open(self.cloud._console(self.server_id), "a") as stream:
             progress = Progress(99, "fake VM", "off", stream=stream)
             self.cloud._start_services(self.server_id, address, workers, progress)

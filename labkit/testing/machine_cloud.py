@@ -91,7 +91,7 @@ class MachineCloud(FakeCloud):
         db["servers"][server_id].update(status="ACTIVE", fixed_ip=machine.address, machine=machine.to_dict())
         self._save(db)
         self._sync_broker_rule()
-        return self.get_server(server_id)
+        return self._server(server_id)
 
     def _machine(self, server_id: str) -> Machine | None:
         server = self._load()["servers"].get(server_id)
@@ -107,7 +107,7 @@ class MachineCloud(FakeCloud):
         return info
 
     def wait_active(self, server_id: str, timeout: float = 600.0, poll: float = 5.0) -> ServerInfo:
-        return self.get_server(server_id)
+        return self._server(server_id)
 
     def attach_floating_ip(self, server_id: str, pool: str | None = None, **_) -> FloatingIP:
         db = self._load()

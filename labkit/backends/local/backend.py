@@ -21,6 +21,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -61,7 +62,7 @@ class LocalBackend:
         titles = self.plan_steps(workers)
         with progress.step(titles[0]):
             self._check_prerequisites(settings)
-            state = {
+            state: dict[str, Any] = {
                 "id": secrets.token_hex(8),
                 "name": run.name,
                 "backend": self.name,
@@ -214,6 +215,7 @@ class LocalBackend:
         if not procs.wait_until(started, timeout, 0.1, abort=lambda: self._check_programs(run, state)):
             raise DeployError(f"supervisord did not start RabbitMQ within {timeout:.0f} s; see "
                               f"{run.logs / 'supervisord.log'}. Run `labkit down`, then `labkit up` again.")
+        assert proc is not None  # started() saw it
         node.wait_ready(proc, run.logs / "rabbitmq.log", max(1.0, deadline - time.monotonic()))
 
     def _start_web(self, run: RunDir, state: dict, host: str, preferred_port: int) -> None:

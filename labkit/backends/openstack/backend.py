@@ -354,7 +354,7 @@ class OpenStackBackend:
 
     def cicd_sides(self, run: RunDir, state: dict, settings: Settings, root: Path):
         """Production is the server VM, development the development VM (folders, in the fake cloud)."""
-        from ...infra.hosts import LocalHost, Sides, git_over_ssh
+        from ...infra.hosts import Host, LocalHost, Sides, git_over_ssh
 
         dev = state.get("development_vm") or {}
         if not dev.get("ready"):
@@ -362,6 +362,9 @@ class OpenStackBackend:
         prod_root, dev_root = self._vm_root(state["server_id"]), self._vm_root(dev["id"])
         prod_env = {"PYTHONPATH": f"{prod_root}{VM_APP}"}
         dev_env = {"PYTHONPATH": f"{dev_root}{VM_APP}", "TF_CPP_MIN_LOG_LEVEL": "2"}
+        production: Host
+        development: Host
+        clone_options: tuple[str, ...]
         if prod_root:
             # The fake cloud's VMs are folders here, and reach each other's folders directly.
             data = str(self.cloud.settings.data_dir) if self.cloud.settings.data_dir else None

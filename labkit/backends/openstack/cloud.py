@@ -167,8 +167,8 @@ class OpenStackCloud:
 
         try:
             # A password typed in the notebook, for a clouds.yaml that (rightly) holds none.
-            extra = {"password": password} if password else {}
-            conn = openstack.connect(cloud=cloud, app_name="labkit", **extra)
+            conn = (openstack.connect(cloud=cloud, app_name="labkit", password=password) if password
+                    else openstack.connect(cloud=cloud, app_name="labkit"))
         except ks_exceptions.auth_plugins.MissingRequiredOptions as exc:
             named = cloud or os.environ.get("OS_CLOUD")
             if named:  # openstacksdk ignores OS_CLOUD when it finds no clouds.yaml at all
@@ -620,14 +620,14 @@ class OpenStackCloud:
         info = _server_info(server)
         if info.floating_ips:
             with self._calling("looking up the server's floating IP"):
-                for fip in self.conn.network.ips(floating_ip_address=info.floating_ips[0]):
-                    return _fip_info(fip)
+                for existing in self.conn.network.ips(floating_ip_address=info.floating_ips[0]):
+                    return _fip_info(existing)
         network = self._external_network(pool)
         description = f"{PREFIX}server={server_id}"
         if info.owner:
             description = f"{OWNER_KEY}={info.owner} {description}"
 
-        fip = None
+        fip: Any = None
         problem = "the server has no network port yet"
         try:
             for attempt in range(retries + 1):
@@ -787,7 +787,7 @@ class OpenStackCloud:
             image_id = Server.new(id=server_id).create_image(self.conn.compute, name, _metadata(metadata))
             image = self.conn.image.get_image(image_id)
         with self._calling(f"tagging the image {name!r}"):
-            self.conn.image.add_tag(image, BAKED_TAG)
+            self.conn.image.add_tag(image, BAKED_TAG)  # type: ignore[union-attr, arg-type]  # Glance v2 only
         return {**_image_info(image), "tags": sorted({*(image.tags or []), BAKED_TAG})}
 
     def wait_image_active(self, image_id: str, timeout: float = 1800.0, poll: float = 5.0) -> dict:
@@ -797,7 +797,7 @@ class OpenStackCloud:
         try:
             with self._calling(f"waiting for the image {image.name!r} to become active"):
                 image = self.conn.image.wait_for_status(
-                    image, "active", failures=["killed", "deleted", "deactivated"], interval=poll, wait=timeout)
+                    image, "active", failures=["killed", "deleted", "deactivated"], interval=poll, wait=int(timeout))
         except CloudError as exc:
             cause = exc.__cause__
             if isinstance(cause, self._exc.ResourceTimeout):
