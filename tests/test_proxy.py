@@ -45,7 +45,7 @@ def answered_in_a_crowd(url: str, host: str, port: int, clients: int, kind: str,
     assert len(ok) == 10, answers
 
 
-# 18 slow headers, 16 slow bodies or 200 idle connections took every gunicorn thread before nginx (issue 12).
+# 18 slow headers, 16 slow bodies or 200 idle connections took every gunicorn thread before nginx stood in front.
 @pytest.mark.parametrize("clients, kind", [(100, "slow headers"), (200, "idle"), (16, "slow bodies")],
                          ids=["100 slow headers", "200 idle", "16 slow bodies"])
 def test_slow_or_idle_clients_leave_normal_requests_answered(shared_lab, report, clients, kind):

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 COLUMNS = ["engine", "workers", "concurrency", "requests", "errors", "seconds", "throughput_rps",
            "p50_ms", "p95_ms", "p99_ms", "worker_rss_mb", "scaled_from", "scale_s", "cores"]
-# Two workers should serve at least this many times the requests of one (issue 4).
+# Two workers should serve at least this many times the requests of one (the lab's scaling target).
 SCALING_TARGET = 1.6
 
 

@@ -15,6 +15,7 @@ from typing import Callable
 
 from .._errors import DeployError
 from ..notebook.progress import FAILED_RE, Progress, Step, failure, parse
+from .procs import wait_until
 
 # cloud-init's own words for a module that failed (a runcmd it could not even turn into a script,
 # say), and for having run everything: the default final message, or the templates'.
@@ -101,9 +102,12 @@ def host_keys(log: str) -> list[str]:
 def wait_for_host_keys(read: Callable[[], str], timeout: float = 60.0, poll: float = 1.0) -> list[str]:
     """The host keys, once cloud-init prints them: after the user's scripts (its keys-to-console module
     runs late in its final stage), so a moment after the last step's marker. [] if it never does."""
-    deadline = time.monotonic() + timeout
-    while True:
+    keys: list[str] = []
+
+    def printed() -> bool:
         log = read()
-        if (keys := host_keys(log)) or FINISHED_RE.search(log) or time.monotonic() > deadline:
-            return keys
-        time.sleep(poll)
+        keys[:] = host_keys(log)
+        return bool(keys) or FINISHED_RE.search(log) is not None
+
+    wait_until(printed, timeout, poll)
+    return keys

@@ -98,7 +98,7 @@ class DockerBackend:
                     "password": password,
                 },
                 "workers": workers,
-                "engine": getattr(settings, "engine", "keras"),
+                "engine": settings.engine,
             }
             compose = self.compose(state)
             compose.check()
