@@ -13,8 +13,10 @@ sides). A backend has a capability by having its methods, nothing else.
 
 from __future__ import annotations
 
+import secrets
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, TypedDict, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict, runtime_checkable
 
 from .._config import Settings
 from .._state import RunDir
@@ -22,6 +24,12 @@ from ..notebook.progress import Progress
 
 if TYPE_CHECKING:
     from ..infra.hosts import Sides
+
+
+def new_state(run: RunDir, backend: str, **fields: Any) -> dict[str, Any]:
+    """The state ``up`` starts with: what every backend records (``url`` once the server answers), then its own."""
+    return {"id": secrets.token_hex(8), "name": run.name, "backend": backend, "url": None,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **fields}
 
 
 class _Row(TypedDict):

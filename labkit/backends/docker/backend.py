@@ -18,10 +18,8 @@ import base64
 import hashlib
 import io
 import os
-import secrets
 import shutil
 import tarfile
-from datetime import datetime, timezone
 from pathlib import Path
 
 from production_server import archives, data
@@ -33,7 +31,7 @@ from ..._state import RunDir
 from ...infra import cloudinit, health, procs
 from ...infra.compose import Compose, env_text, env_values, project_name
 from ...infra.rabbitmq import new_account
-from ..base import ProcessRow
+from ..base import ProcessRow, new_state
 from ...notebook.progress import Progress
 
 BUILD_TIMEOUT = 1800.0  # the first build downloads TensorFlow
@@ -84,22 +82,18 @@ class DockerBackend:
                     "(or set LABKIT_MODEL_DIR to a folder that holds model.keras and metadata.json)."
                 )
             user, password = new_account()
-            state = {
-                "id": secrets.token_hex(8),
-                "name": run.name,
-                "backend": self.name,
-                "url": None,
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "model_dir": str(settings.model_dir),
-                "compose": {
+            state = new_state(
+                run, self.name,
+                model_dir=str(settings.model_dir),
+                compose={
                     "name": project_name(run.name),
                     "file": str(directory / "production_server" / "compose.yaml"),
                     "env_file": str(directory / ".env"),
                     "password": password,
                 },
-                "workers": workers,
-                "engine": settings.engine,
-            }
+                workers=workers,
+                engine=settings.engine,
+            )
             compose = self.compose(state)
             compose.check()
 

@@ -16,12 +16,9 @@ records supervisord and, as last seen, the pid of each program.
 from __future__ import annotations
 
 import os
-import secrets
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import psutil
 
@@ -34,7 +31,7 @@ from ...infra import health as _health
 from ...infra import nginx as _nginx
 from ...infra import procs
 from ...infra.rabbitmq import Node, find_programs
-from ..base import ProcessRow
+from ..base import ProcessRow, new_state
 from ...notebook.progress import Progress
 from .supervisor import STATES_UP, Program, Supervisor, proc_of, rows, socket_path
 
@@ -62,22 +59,18 @@ class LocalBackend:
         titles = self.plan_steps(workers)
         with progress.step(titles[0]):
             self._check_prerequisites(settings)
-            state: dict[str, Any] = {
-                "id": secrets.token_hex(8),
-                "name": run.name,
-                "backend": self.name,
-                "url": None,
-                "port": None,
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "model_dir": str(settings.model_dir),
-                "data_dir": str(settings.data_dir) if settings.data_dir else None,
-                "predict_timeout": settings.predict_timeout,
-                "engine": settings.engine,
-                "broker": {"private": settings.broker_url is None, "url": settings.broker_url, "node": None},
-                "supervisor": {"folder": str(run.path)},
-                "programs": {},  # what supervisord.conf holds: program name -> its parameters
-                "processes": [],
-            }
+            state = new_state(
+                run, self.name,
+                port=None,
+                model_dir=str(settings.model_dir),
+                data_dir=str(settings.data_dir) if settings.data_dir else None,
+                predict_timeout=settings.predict_timeout,
+                engine=settings.engine,
+                broker={"private": settings.broker_url is None, "url": settings.broker_url, "node": None},
+                supervisor={"folder": str(run.path)},
+                programs={},  # what supervisord.conf holds: program name -> its parameters
+                processes=[],
+            )
             run.create()
             run.write(state)
 

@@ -26,8 +26,6 @@ and cached in ``~/.cache/labkit/machine-images`` (``LABKIT_MACHINE_IMAGES``).
 from __future__ import annotations
 
 import gzip
-import os
-from datetime import datetime, timezone
 from pathlib import Path
 
 from ..._config import Settings
@@ -35,7 +33,7 @@ from ..._errors import ConfigError, LabkitError, MachineError, PrerequisiteMissi
 from ..._state import RunDir
 from ...infra import cloudinit, health
 from ...infra import console as _console
-from ..base import ProcessRow
+from ..base import ProcessRow, new_state
 from ...notebook.progress import Progress
 from ..openstack.backend import TASKS, ComposeOverSSH, SystemdOverSSH, render_checked
 from . import ensure_image, missing, standins
@@ -88,11 +86,9 @@ class MachineBackend:
                     files.update(standins.machine_files(standins.ensure(settings.machine_images)))
         secrets = cloudinit.Secrets.generate()
         run.create()
-        state = {"id": os.urandom(8).hex(), "name": run.name, "backend": self.name, "url": None,
-                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "workers": workers,
-                 "template": self.template, "address": None, "machine": None,
-                 "broker": {"private": True, "url": None, "user": secrets.broker_user,
-                            "password": secrets.broker_password}}
+        state = new_state(run, self.name, workers=workers, template=self.template, address=None, machine=None,
+                          broker={"private": True, "url": None, "user": secrets.broker_user,
+                                  "password": secrets.broker_password})
         run.write(state)
         with progress.step(STEPS[2]):
             userdata = render_checked(self.template, settings, run.name, workers, secrets)

@@ -11,7 +11,6 @@ tests), so this module never sees an SDK object.
 from __future__ import annotations
 
 import getpass
-import os
 import re
 import shlex
 import socket
@@ -28,7 +27,7 @@ from ..._state import RunDir
 from ...infra import cloudinit, health
 from ...infra import console as _console
 from ...infra.hosts import SSHHost
-from ..base import ProcessRow
+from ..base import ProcessRow, new_state
 from ...notebook.progress import Progress, tell
 from .cloud import BROKER_PORT, ROLE_KEY, SSH_PORT
 
@@ -157,9 +156,7 @@ class OpenStackBackend:
             cloud.ensure_keypair(cs.keypair, cs.read_public_key())
             cloud.ensure_security_group(cs.security_group, cs.allow_cidr, cs.allow_cidr)
         created = datetime.now(timezone.utc)
-        state = {
-            "id": os.urandom(8).hex(), "name": run.name, "backend": self.name, "url": None,
-            "created": created.isoformat(timespec="seconds"), "workers": workers,
+        state = new_state(run, self.name, created=created.isoformat(timespec="seconds"), workers=workers) | {
             "server_id": None, "floating_ip": None, "owner": cs.owner, "template": cs.template,
             # The password stays in the private run directory: worker VMs join with it (scale_out).
             "broker": {"private": True, "url": None, "user": secrets.broker_user,
