@@ -9,21 +9,11 @@ CommandFailed on both, never a hang.
 from __future__ import annotations
 
 import pytest
-from test_ssh import Sshd
 from test_ssh import pytestmark as needs_sshd
+from test_ssh import sshd  # noqa: F401  (the fixture: one sshd for the session)
 
 import labkit
 from labkit.infra.hosts import Host, LocalHost, SSHHost
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory):
-    server = Sshd(tmp_path_factory.mktemp("sshd"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(params=["local", pytest.param("ssh", marks=needs_sshd)])
