@@ -36,3 +36,26 @@ def test_abort_stops_the_wait_at_once_with_its_own_error():
     with pytest.raises(DeployError, match="stopped while starting"):
         procs.wait_until(lambda: False, timeout=30, interval=0.01, abort=died)
     assert time.monotonic() - started < 2 and len(calls) == 3
+
+
+def test_a_crowd_that_cannot_open_every_connection_closes_the_ones_it_opened(monkeypatch):
+    """A server that refuses the third connection of a drill leaves no socket of the first two open."""
+    import socket
+
+    from labkit.experiments import load
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        opened: list[socket.socket] = []
+        real = socket.create_connection
+
+        def third_refused(address, timeout=None):
+            if len(opened) == 2:
+                raise ConnectionRefusedError("the third is refused")
+            opened.append(real(address, timeout=timeout))
+            return opened[-1]
+
+        monkeypatch.setattr(load.socket, "create_connection", third_refused)
+        with pytest.raises(ConnectionRefusedError):
+            with load.Crowd(server.getsockname()[1], 5, "slow headers"):
+                pass
+    assert len(opened) == 2 and all(sock.fileno() == -1 for sock in opened)

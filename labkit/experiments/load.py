@@ -253,7 +253,11 @@ def recorded_load(url: str, clients: int = 4, path: str = "/api/predict", timeou
 
 class Crowd:
     """``count`` connections to the server, each sending its request a byte a second: the headers
-    ("slow headers"), or the headers at once and then the body ("slow bodies"); "idle" sends nothing."""
+    ("slow headers"), or the headers at once and then the body ("slow bodies"); "idle" sends nothing.
+
+    A context manager: the connections open as it is entered and are all closed as it is left,
+    also when the server refuses one of them halfway.
+    """
 
     def __init__(self, port: int, count: int, kind: str, seconds: float = 12.0, host: str = "127.0.0.1"):
         if kind == "slow bodies":
@@ -264,9 +268,8 @@ class Crowd:
         else:
             self.request = b"GET /predictions HTTP/1.1\r\nHost: " + host.encode() + b"\r\nX-Slow: " + b"a" * 200 + b"\r\n\r\n"
             self.start = 0
-        self.sockets = [socket.create_connection((host, port), timeout=5) for _ in range(count)]
-        for sock in self.sockets:
-            sock.sendall(self.request[:self.start])
+        self.address, self.count = (host, port), count
+        self.sockets: list[socket.socket] = []
         self.trickle, self.seconds = kind != "idle", seconds
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -285,11 +288,22 @@ class Crowd:
             self.done.wait(1.0)
 
     def __enter__(self) -> "Crowd":
+        try:
+            for _ in range(self.count):
+                self.sockets.append(socket.create_connection(self.address, timeout=5))
+                self.sockets[-1].sendall(self.request[:self.start])
+        except BaseException:
+            self._close()
+            raise
         self.thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self.done.set()
         self.thread.join(timeout=5)
+        self._close()
+
+    def _close(self) -> None:
         for sock in self.sockets:
             sock.close()
+        self.sockets.clear()
