@@ -215,9 +215,10 @@ class Deployment:
         """Run exactly ``vms`` worker VMs beside the server (0 removes them); returns the seconds it took."""
         if not isinstance(vms, int) or vms < 0:
             raise ScaleError(f"Cannot scale out to {vms!r} VMs: give a whole number, 0 or more.")
+        backend = self._vms("scale out")  # refused before anything is locked or changed
         started = time.perf_counter()
         with self._locked("scaling out"):
-            self._state = self._vms("scale out").scale_out(
+            self._state = backend.scale_out(
                 self._run, self._refresh(), vms, Progress(0, f"scaling out {self.name!r}", self._settings.progress),
                 workers_per_vm=workers_per_vm)
         return time.perf_counter() - started
@@ -226,8 +227,9 @@ class Deployment:
         """Snapshot the server into an image that deploys faster (``CloudSettings(image=...)``); returns it."""
         name = image_name or f"{self.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         name = name if name.startswith("labkit-") else f"labkit-{name}"  # how `labkit cleanup` finds it
+        backend = self._vms("bake")
         with self._locked("baking an image of"):
-            return self._vms("bake").bake(
+            return backend.bake(
                 self._run, self._refresh(), name, Progress(0, f"baking {name!r}", self._settings.progress))
 
     def _vms(self, verb: str) -> backends.VMs:

@@ -31,13 +31,18 @@ def test_only_the_cloud_has_vms_and_ci_cd_runs_locally_and_on_the_cloud(backend)
     assert isinstance(backend, backends.CICD) == (backend.name in ("local", "openstack"))
 
 
-def test_scale_out_without_vms_says_what_to_do_instead():
+def test_scale_out_and_bake_without_vms_say_what_to_do_instead(settings):
     from labkit._deploy import Deployment
+    from labkit._state import RunDir
 
-    lab = Deployment.__new__(Deployment)  # no deployment needed: the refusal comes before any work
-    lab.backend = LocalBackend()
+    # A recorded local deployment, never started: the refusal comes before any work or lock.
+    lab = Deployment(RunDir(settings.deployments_dir, "never-started"), {"backend": "local", "id": "0", "name": "never-started"},
+                     settings)
     with pytest.raises(ConfigError, match=r"The local backend cannot scale out: that needs VMs .* use scale\(n\)"):
-        lab._vms("scale out")
+        lab.scale_out(2)
+    with pytest.raises(ConfigError, match=r"The local backend cannot bake: that needs VMs"):
+        lab.bake()
+    assert not (settings.deployments_dir / "never-started").exists()
 
 
 def test_ci_cd_on_a_backend_without_it_is_refused_with_the_backends_that_have_it(monkeypatch, settings):
