@@ -12,7 +12,7 @@ import httpx
 import psutil
 
 from . import backends
-from .backends.base import ProcessRow
+from .backends.base import ProcessRow, State, url_of
 from ._config import DEFAULT_NAME, Settings
 from ._errors import ConfigError, DeployError, LabkitError, NotDeployed, PredictionError, ScaleError, ServerNotReady
 from ._state import RunDir, private_dir
@@ -96,7 +96,7 @@ class Deployment:
     whoever did, and close() leaves it running.
     """
 
-    def __init__(self, run: RunDir, state: dict, settings: Settings, steps: Sequence[Step] | None = None,
+    def __init__(self, run: RunDir, state: State, settings: Settings, steps: Sequence[Step] | None = None,
                  reused: bool = False):
         self._run = run
         self._state = state
@@ -107,11 +107,11 @@ class Deployment:
         self.reused = reused
 
     def __repr__(self) -> str:
-        return f"<Deployment {self.name!r} backend={self.backend.name} url={self.url}>"
+        return f"<Deployment {self.name!r} backend={self.backend.name} url={self._state.get('url')}>"
 
     def _repr_html_(self) -> str:
-        now = self._run.read() if self._run.exists() else {}
-        if now.get("id") != self._state.get("id"):  # gone, or another deployment of that name
+        now = self._run.read() if self._run.exists() else None
+        if now is None or now.get("id") != self._state.get("id"):  # gone, or another deployment of that name
             return f"<p><b>{html.escape(self.name)}</b> was taken down: run labkit.deploy() to start a new one.</p>"
         self._state = now  # scaled from another shell since, say
         took = f"{sum(s.seconds for s in self.steps):.1f} s" if self.steps else cell(None)
@@ -129,7 +129,7 @@ class Deployment:
 
     @property
     def url(self) -> str:
-        return self._state["url"]
+        return url_of(self._state)
 
     @property
     def since(self) -> datetime | None:
@@ -159,11 +159,11 @@ class Deployment:
         return self._settings
 
     @property
-    def state(self) -> dict:
+    def state(self) -> State:
         """What labkit recorded about this deployment (ports, processes); holds the broker password."""
         return self._refresh()
 
-    def _refresh(self) -> dict:
+    def _refresh(self) -> State:
         """The state as it is now, if this is still the deployment this object stands for.
 
         Under the lock, what a command that changes it acts on: it may have
@@ -479,7 +479,7 @@ def _this_process() -> dict:
     return {"pid": me.pid, "started": me.create_time()}
 
 
-def _orphaned(state: dict) -> bool:
+def _orphaned(state: State) -> bool:
     """Started by a Python process (a notebook's kernel) that is gone: nobody else will take it down.
 
     A deployment of `labkit up` belongs to the shell's user (``started_by`` has

@@ -26,7 +26,10 @@ import stat
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
+
+if TYPE_CHECKING:
+    from .backends.base import State
 
 from ._errors import ConfigError, DeploymentBusy
 
@@ -85,10 +88,11 @@ class RunDir:
         self.logs.mkdir(parents=True, exist_ok=True)
         os.chmod(self.path, 0o700)
 
-    def read(self) -> dict:
+    def read(self) -> State:
+        """What ``write`` wrote: the deployment's state."""
         return json.loads(self.state_file.read_text())
 
-    def write(self, state: dict) -> None:
+    def write(self, state: Mapping[str, Any]) -> None:
         tmp = self.path / ".state.json.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:

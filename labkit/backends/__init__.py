@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .._errors import ConfigError
-from .base import CICD, Backend, VMs
+from .base import CICD, Backend, State, VMs
 
 __all__ = ["Backend", "CICD", "VMs", "NAMES", "TEMPLATED", "get", "from_state"]
 
@@ -41,7 +41,7 @@ def get(name: str, template: str | None = None) -> Backend:
     )
 
 
-def from_state(state: dict) -> Backend:
+def from_state(state: State) -> Backend:
     """The backend of a recorded deployment, talking to the same cloud it was launched on."""
     cloud = state.get("cloud")
     if state["backend"] == "openstack" and cloud and cloud.get("kind") in ("fake", "machines"):

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict, runtime_checkable
 
 from .._config import Settings
+from .._errors import ServerNotReady
 from .._state import RunDir
 from ..notebook.progress import Progress
 
@@ -26,10 +27,71 @@ if TYPE_CHECKING:
     from ..infra.hosts import Sides
 
 
-def new_state(run: RunDir, backend: str, **fields: Any) -> dict[str, Any]:
+class _Recorded(TypedDict):
+    id: str  # this deployment, not another of the same name started later
+    name: str
+    backend: str
+    url: str | None  # None until the server answers
+    created: str
+
+
+class State(_Recorded, total=False):
+    """A deployment's state as its run directory records it (``state.json``): what every backend
+    records (``_Recorded``'s keys), then what ``Deployment`` adds, then each backend's own.
+
+    It holds the broker password: it stays in the private run directory.
+    """
+
+    # Deployment's
+    workers: int
+    engine: str
+    steps: list[dict[str, Any]]
+    started_by: dict[str, Any]
+    # local
+    host: str
+    port: int | None
+    model_dir: str
+    data_dir: str | None
+    predict_timeout: float
+    broker: dict[str, Any]  # private or not, its URL, user and password, the node's ports
+    supervisor: dict[str, str]
+    programs: dict[str, dict[str, Any]]  # supervisord's programs by name, with their parameters
+    processes: list[dict[str, Any]]  # the processes as last seen (procs.Proc records)
+    web_socket: str
+    # docker
+    compose: dict[str, str]  # the project: name, file, env_file, password
+    # machine
+    template: str
+    address: str | None
+    machine: dict[str, Any] | None
+    # openstack
+    server_id: str | None
+    floating_ip: str | None
+    owner: str
+    cloud: dict[str, Any]  # which cloud, as the connection records it
+    launch: dict[str, Any]  # what worker VMs launch with
+    worker_vms: list[dict[str, Any]]
+    images: list[dict[str, Any]]
+    development_vm: dict[str, Any]
+    known_hosts: str
+    ssh_user: str
+    ssh_key: str
+
+
+def url_of(state: State) -> str:
+    """The server's URL, which ``up`` records once the server answers."""
+    if not state["url"]:
+        raise ServerNotReady(f"The deployment {state['name']!r} has no server address yet: it is still starting, "
+                             "or its start failed; `labkit status` says which.")
+    return state["url"]
+
+
+def new_state(run: RunDir, backend: str, **fields: Any) -> State:
     """The state ``up`` starts with: what every backend records (``url`` once the server answers), then its own."""
-    return {"id": secrets.token_hex(8), "name": run.name, "backend": backend, "url": None,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **fields}
+    state: State = {"id": secrets.token_hex(8), "name": run.name, "backend": backend, "url": None,
+                    "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    state.update(fields)  # type: ignore[typeddict-item]  # each backend's own keys, all declared in State
+    return state
 
 
 class _Row(TypedDict):
@@ -61,22 +123,22 @@ class Backend(Protocol):
     def plan_steps(self, workers: int) -> list[str]:
         """The titles of the steps ``up`` will run, for the progress display."""
 
-    def up(self, run: RunDir, settings: Settings, workers: int, progress: Progress) -> dict:
+    def up(self, run: RunDir, settings: Settings, workers: int, progress: Progress) -> State:
         """Start everything; return the state (must hold ``url``). Record state as it goes."""
 
-    def scale(self, run: RunDir, state: dict, workers: int) -> dict:
+    def scale(self, run: RunDir, state: State, workers: int) -> State:
         """Start or stop workers until ``workers`` run; return the new state."""
 
-    def processes(self, state: dict) -> list[ProcessRow]:
+    def processes(self, state: State) -> list[ProcessRow]:
         """One row per process, container or VM."""
 
-    def logs(self, run: RunDir, state: dict, lines: int) -> dict[str, str]:
+    def logs(self, run: RunDir, state: State, lines: int) -> dict[str, str]:
         """The last lines of each log, by role."""
 
-    def down(self, run: RunDir, state: dict) -> None:
+    def down(self, run: RunDir, state: State) -> None:
         """Stop everything ``up`` and ``scale`` started, even if some of it already died."""
 
-    def running(self, state: dict) -> bool:
+    def running(self, state: State) -> bool:
         """Whether the deployment's processes are still there (for reattaching)."""
 
 
@@ -84,10 +146,10 @@ class Backend(Protocol):
 class VMs(Protocol):
     """A backend whose server is a VM: it can add worker VMs and snapshot the server into an image."""
 
-    def scale_out(self, run: RunDir, state: dict, vms: int, progress: Progress, workers_per_vm: int = 1) -> dict:
+    def scale_out(self, run: RunDir, state: State, vms: int, progress: Progress, workers_per_vm: int = 1) -> State:
         """Launch ``vms`` worker VMs that join the server's broker; return the new state."""
 
-    def bake(self, run: RunDir, state: dict, image_name: str, progress: Progress) -> dict:
+    def bake(self, run: RunDir, state: State, image_name: str, progress: Progress) -> dict:
         """Snapshot the contextualized server into an image; return what describes it."""
 
 
@@ -95,11 +157,11 @@ class VMs(Protocol):
 class CICD(Protocol):
     """A backend on which the CI/CD exercise runs: where its two sides are, and a model switched in place."""
 
-    def prepare_cicd(self, run: RunDir, state: dict, settings: Settings, root: Path) -> Sides:
+    def prepare_cicd(self, run: RunDir, state: State, settings: Settings, root: Path) -> Sides:
         """Make the pipeline's sides ready (launch and install what they need); return them."""
 
-    def cicd_sides(self, run: RunDir, state: dict, settings: Settings, root: Path) -> Sides:
+    def cicd_sides(self, run: RunDir, state: State, settings: Settings, root: Path) -> Sides:
         """The sides of a pipeline prepared already."""
 
-    def serve_model_from(self, run: RunDir, state: dict, pointer: Path) -> dict:
+    def serve_model_from(self, run: RunDir, state: State, pointer: Path) -> State:
         """Restart the workers, one at a time, on the model at ``pointer``; return the new state."""

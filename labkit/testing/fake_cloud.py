@@ -35,6 +35,7 @@ import threading
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import cast
 from urllib.parse import urlsplit
 
 import yaml
@@ -389,7 +390,7 @@ class FakeCloud:
         if not allowed:
             raise CloudError(f"connecting to {parts.hostname}:{parts.port} timed out: no security group rule "
                              "lets this VM reach the server's broker")
-        node = self._run(target, "-mq").read()["node"]
+        node = cast(dict, self._run(target, "-mq").read())["node"]  # the VM's broker's record, not a deployment's
         return url.replace(f"@{parts.hostname}:{parts.port}/", f"@127.0.0.1:{node['amqp_port']}/", 1)
 
     def _wait_workers_ready(self, server_id: str) -> None:

@@ -31,7 +31,7 @@ from ..._state import RunDir
 from ...infra import cloudinit, health, procs
 from ...infra.compose import Compose, env_text, env_values, project_name
 from ...infra.rabbitmq import new_account
-from ..base import ProcessRow, new_state
+from ..base import ProcessRow, State, new_state, url_of
 from ...notebook.progress import Progress
 
 BUILD_TIMEOUT = 1800.0  # the first build downloads TensorFlow
@@ -66,13 +66,13 @@ class DockerBackend:
             "wait for the workers to answer",
         ]
 
-    def compose(self, state: dict) -> Compose:
+    def compose(self, state: State) -> Compose:
         project = state["compose"]
         secret = (project["password"],) if project.get("password") else ()
         return Compose(project["name"], project["file"], project["env_file"], secrets=secret)
 
     # -- up -----------------------------------------------------------------
-    def up(self, run: RunDir, settings: Settings, workers: int, progress: Progress) -> dict:
+    def up(self, run: RunDir, settings: Settings, workers: int, progress: Progress) -> State:
         titles = self.plan_steps(workers)
         directory = run.path / "compose"
         with progress.step(titles[0]):
@@ -100,7 +100,7 @@ class DockerBackend:
         with progress.step(titles[1]):
             run.create()
             port = procs.free_port(settings.port, settings.host)
-            state.update(host=settings.host, port=port, url=f"http://{settings.host}:{port}")
+            state.update({"host": settings.host, "port": port, "url": f"http://{settings.host}:{port}"})
             release = cloudinit.release(settings.model_dir)
             stage(directory, release, env_values(
                 deployment=run.name, broker_user=user, broker_password=password,
@@ -122,25 +122,25 @@ class DockerBackend:
         return state
 
     # -- scale --------------------------------------------------------------
-    def scale(self, run: RunDir, state: dict, workers: int) -> dict:
+    def scale(self, run: RunDir, state: State, workers: int) -> State:
         try:
             self.compose(state).scale(workers, timeout=300)
         except DeployError as exc:
             raise ScaleError(str(exc)) from None
         state["workers"] = workers
         run.write(state)
-        health.wait_or_raise(state["url"], workers, 180, ScaleError)
+        health.wait_or_raise(url_of(state), workers, 180, ScaleError)
         return state
 
     # -- look ---------------------------------------------------------------
-    def processes(self, state: dict) -> list[ProcessRow]:
+    def processes(self, state: State) -> list[ProcessRow]:
         return [{"role": c.role, "id": c.name, "state": c.state, "alive": c.alive, "health": c.health or "-"}
                 for c in self.compose(state).ps()]
 
-    def logs(self, run: RunDir, state: dict, lines: int) -> dict[str, str]:
+    def logs(self, run: RunDir, state: State, lines: int) -> dict[str, str]:
         return self.compose(state).logs(lines)
 
-    def running(self, state: dict) -> bool:
+    def running(self, state: State) -> bool:
         try:
             containers = self.compose(state).ps()
         except DeployError:
@@ -148,7 +148,7 @@ class DockerBackend:
         return any(c.service == "web" and c.alive for c in containers)
 
     # -- down ---------------------------------------------------------------
-    def down(self, run: RunDir, state: dict) -> None:
+    def down(self, run: RunDir, state: State) -> None:
         if "compose" not in state or not Path(state["compose"]["env_file"]).is_file():
             return  # nothing was staged, so nothing was started
         self.compose(state).down(DOWN_TIMEOUT)

@@ -31,7 +31,7 @@ from ...infra import health as _health
 from ...infra import nginx as _nginx
 from ...infra import procs
 from ...infra.rabbitmq import Node, find_programs
-from ..base import ProcessRow, new_state
+from ..base import ProcessRow, State, new_state, url_of
 from ...notebook.progress import Progress
 from .supervisor import STATES_UP, Program, Supervisor, proc_of, rows, socket_path
 
@@ -55,7 +55,7 @@ class LocalBackend:
             "wait for the workers to answer",
         ]
 
-    def up(self, run: RunDir, settings: Settings, workers: int, progress: Progress) -> dict:
+    def up(self, run: RunDir, settings: Settings, workers: int, progress: Progress) -> State:
         titles = self.plan_steps(workers)
         with progress.step(titles[0]):
             self._check_prerequisites(settings)
@@ -118,7 +118,7 @@ class LocalBackend:
             )
 
     # -- the programs supervisord runs ----------------------------------
-    def _programs(self, state: dict) -> list[Program]:
+    def _programs(self, state: State) -> list[Program]:
         """supervisord.conf's programs for ``state["programs"]``: the same text for the same state."""
         programs = []
         wanted = state["programs"]
@@ -155,7 +155,7 @@ class LocalBackend:
                                     priority=450, stopwaitsecs=10, stopsignal="QUIT"))
         return programs
 
-    def _server_env(self, state: dict, model_dir: str) -> dict:
+    def _server_env(self, state: State, model_dir: str) -> dict:
         """What the web server and the workers get on top of supervisord's environment."""
         env = {
             "SERVER_BROKER_URL": state["broker"]["url"],
@@ -170,10 +170,10 @@ class LocalBackend:
         return env
 
     @staticmethod
-    def _supervisor(state: dict) -> Supervisor:
+    def _supervisor(state: State) -> Supervisor:
         return Supervisor(Path(state["supervisor"]["folder"]))
 
-    def _apply(self, run: RunDir, state: dict) -> None:
+    def _apply(self, run: RunDir, state: State) -> None:
         """Rewrite supervisord.conf from the state and apply it (``supervisorctl update``)."""
         run.write(state)
         supervisor = self._supervisor(state)
@@ -181,7 +181,7 @@ class LocalBackend:
         supervisor.update()
         self._sync(run, state)
 
-    def _sync(self, run: RunDir, state: dict) -> None:
+    def _sync(self, run: RunDir, state: State) -> None:
         """Record the programs' pids as supervisord sees them now (they change when it restarts one)."""
         info = self._supervisor(state).info()
         if info is None:
@@ -190,11 +190,11 @@ class LocalBackend:
                               *[proc.to_dict() for p in info if (proc := proc_of(p)) is not None]]
         run.write(state)
 
-    def _program_proc(self, state: dict, name: str) -> procs.Proc | None:
+    def _program_proc(self, state: State, name: str) -> procs.Proc | None:
         info = self._supervisor(state).info() or []
         return next((proc_of(p) for p in info if p["name"] == name), None)
 
-    def _wait_for_broker(self, run: RunDir, state: dict, timeout: float) -> None:
+    def _wait_for_broker(self, run: RunDir, state: State, timeout: float) -> None:
         """Until the node accepts our user (it boots in about 5 s)."""
         node = Node(**state["broker"]["node"])
         deadline = time.monotonic() + timeout
@@ -211,7 +211,7 @@ class LocalBackend:
         assert proc is not None  # started() saw it
         node.wait_ready(proc, run.logs / "rabbitmq.log", max(1.0, deadline - time.monotonic()))
 
-    def _start_web(self, run: RunDir, state: dict, host: str, preferred_port: int) -> None:
+    def _start_web(self, run: RunDir, state: State, host: str, preferred_port: int) -> None:
         """gunicorn on a unix socket in the run directory, then nginx on ``preferred_port`` or the next free one.
 
         The port is free when chosen, but supervisord starts nginx a moment
@@ -232,7 +232,7 @@ class LocalBackend:
                     port = sock.getsockname()[1]
             except OSError as exc:
                 raise DeployError(f"{exc}: set LABKIT_PORT to another first port.") from None
-            state.update(host=host, port=port, url=f"http://{host}:{port}")
+            state.update({"host": host, "port": port, "url": f"http://{host}:{port}"})
             # The port is in the file's name: another port is another command, which update restarts.
             conf = _nginx.write(run.path / "nginx", host, port, Path(state["web_socket"]), f"nginx-{port}.conf")
             state["programs"]["proxy"] = {"conf": str(conf)}
@@ -245,18 +245,18 @@ class LocalBackend:
         raise DeployError(f"nginx could not bind a port from {preferred_port} to {port - 1}: other programs "
                           "took each one as it started. Set LABKIT_PORT to another first port.")
 
-    def _wait_until(self, run: RunDir, state: dict, predicate, what: str, log: Path, timeout: float = 30) -> None:
+    def _wait_until(self, run: RunDir, state: State, predicate, what: str, log: Path, timeout: float = 30) -> None:
         if not procs.wait_until(predicate, timeout, 0.1, abort=lambda: self._check_programs(run, state)):
             raise DeployError(f"{what} within {timeout:.0f} s; the end of {log}:\n{procs.tail(log)}\n"
                               "Run `labkit down`, then `labkit up` again.")
 
-    def _proxy_listens(self, run: RunDir, state: dict, log: Path, offset: int) -> bool:
+    def _proxy_listens(self, run: RunDir, state: State, log: Path, offset: int) -> bool:
         """True once nginx listens on the port; False if another program has it."""
         taken = []
 
         def settled() -> bool:
             proxy = self._program_proc(state, "proxy")
-            if proxy is not None and procs.listens(proxy, state["host"], state["port"]):
+            if proxy is not None and procs.listens(proxy, state["host"], state["port"] or 0):
                 return True
             with open(log, "rb") if log.exists() else open(os.devnull, "rb") as f:
                 f.seek(offset)
@@ -281,7 +281,7 @@ class LocalBackend:
             "production_server:create_app()",
         ]
 
-    def _worker_command(self, state: dict, index: int) -> list[str]:
+    def _worker_command(self, state: State, index: int) -> list[str]:
         return [
             sys.executable, "-m", "celery", "-A", "production_server.worker", "worker",
             "--pool", "solo",
@@ -293,13 +293,13 @@ class LocalBackend:
         ]
 
     @staticmethod
-    def _recorded_procs(state: dict, prefix: str = "") -> list[procs.Proc]:
+    def _recorded_procs(state: State, prefix: str = "") -> list[procs.Proc]:
         return [procs.Proc.from_dict(p) for p in state["processes"] if p["role"].startswith(prefix)]
 
-    def _workers(self, state: dict) -> list[str]:
+    def _workers(self, state: State) -> list[str]:
         return sorted((n for n in state["programs"] if n.startswith("worker-")), key=lambda n: int(n.split("-")[1]))
 
-    def _check_programs(self, run: RunDir, state: dict) -> None:
+    def _check_programs(self, run: RunDir, state: State) -> None:
         """Raise if supervisord is gone, or gave up on a program that kept dying as it started."""
         if not all(p.alive() for p in self._recorded_procs(state, "supervisord")):
             raise DeployError(f"The deployment's supervisord stopped; the end of {run.logs / 'supervisord.log'}:\n"
@@ -312,14 +312,14 @@ class LocalBackend:
                     f"{procs.tail(log)}\nFix what it says, then run `labkit down` and `labkit up`."
                 )
 
-    def _wait_for_workers(self, run: RunDir, state: dict, workers: int, timeout: float) -> dict:
-        health = _health.wait_or_raise(state["url"], workers, timeout, DeployError,
+    def _wait_for_workers(self, run: RunDir, state: State, workers: int, timeout: float) -> dict:
+        health = _health.wait_or_raise(url_of(state), workers, timeout, DeployError,
                                        lambda: self._check_programs(run, state))
         self._sync(run, state)
         return health
 
     # -- scale ------------------------------------------------------------
-    def scale(self, run: RunDir, state: dict, workers: int) -> dict:
+    def scale(self, run: RunDir, state: State, workers: int) -> State:
         current = self._workers(state)
         if workers > len(current):
             used = {int(n.split("-")[1]) for n in current}
@@ -337,14 +337,14 @@ class LocalBackend:
             raise ScaleError(str(exc)) from None
         return state
 
-    def _restart_fatal(self, state: dict) -> None:
+    def _restart_fatal(self, state: State) -> None:
         """Programs supervisord gave up on (they kept dying as they started) get another chance."""
         supervisor = self._supervisor(state)
         for process in supervisor.info() or []:
             if process["statename"] == "FATAL":
                 supervisor.start_program(process["name"])
 
-    def serve_model_from(self, run: RunDir, state: dict, pointer: Path, timeout: float = 180) -> dict:
+    def serve_model_from(self, run: RunDir, state: State, pointer: Path, timeout: float = 180) -> State:
         """Restart the workers one at a time with SERVER_MODEL_DIR=``pointer`` (CI/CD's model folder).
 
         Each replacement answers before the worker it replaces stops (warm
@@ -365,7 +365,7 @@ class LocalBackend:
         return state
 
     # -- CI/CD: both sides are folders under the pipeline's own folder ---
-    def cicd_sides(self, run: RunDir, state: dict, settings: Settings, root: Path):
+    def cicd_sides(self, run: RunDir, state: State, settings: Settings, root: Path):
         from ...infra.hosts import LocalHost, Sides
 
         data_dir = state.get("data_dir") or (str(settings.data_dir) if settings.data_dir else None)
@@ -373,7 +373,7 @@ class LocalBackend:
         production = root / "production"
         return Sides(
             production=here, production_root=str(production), python=sys.executable, pythonpath=None,
-            served_model=state["model_dir"], url=state["url"], data_dir=data_dir,
+            served_model=state["model_dir"], url=url_of(state), data_dir=data_dir,
             development=here, development_dir=str(root / "development"), dev_python=sys.executable,
             repo_url=str(production / "repo.git"),
         )
@@ -381,7 +381,7 @@ class LocalBackend:
     prepare_cicd = cicd_sides  # nothing to launch or install: this machine has it all
 
     # -- look -------------------------------------------------------------
-    def processes(self, state: dict) -> list[ProcessRow]:
+    def processes(self, state: State) -> list[ProcessRow]:
         """One row per process: supervisord, then its programs as it sees them (state: running, starting...)."""
         recorded = self._recorded_procs(state)
         if "supervisor" not in state:
@@ -392,10 +392,10 @@ class LocalBackend:
             return out + [_recorded_row(proc) for proc in recorded if proc.role != "supervisord"]
         return out + rows(info)
 
-    def logs(self, run: RunDir, state: dict, lines: int) -> dict[str, str]:
+    def logs(self, run: RunDir, state: State, lines: int) -> dict[str, str]:
         return {p.stem: procs.tail(p, lines) for p in sorted(run.logs.glob("*.log"))}
 
-    def running(self, state: dict) -> bool:
+    def running(self, state: State) -> bool:
         if "supervisor" not in state:
             return False
         root = self._recorded_procs(state, "supervisord")
@@ -405,21 +405,21 @@ class LocalBackend:
         return {"web", "proxy"} <= up
 
     # -- the broker, for failure drills -----------------------------------
-    def stop_broker(self, run: RunDir, state: dict) -> None:
+    def stop_broker(self, run: RunDir, state: State) -> None:
         """Stop the private RabbitMQ node (keeping its data), as an outage would; supervisord leaves it stopped."""
         self._supervisor(state).stop("rabbitmq")
         state["processes"] = [p for p in state["processes"] if p["role"] != "rabbitmq"]
         run.write(state)
         self._sync(run, state)
 
-    def start_broker(self, run: RunDir, state: dict) -> None:
+    def start_broker(self, run: RunDir, state: State) -> None:
         """Start the private node again on the same ports, with the same user; returns once it accepts the user."""
         self._supervisor(state).start_program("rabbitmq")
         self._wait_for_broker(run, state, timeout=60)
         self._sync(run, state)
 
     # -- down -------------------------------------------------------------
-    def down(self, run: RunDir, state: dict) -> None:
+    def down(self, run: RunDir, state: State) -> None:
         # All at once: a notebook kernel shutting down gives us only seconds (supervisord's own
         # shutdown stops its programs one after the other). Workers still finish the task in hand.
         if "supervisor" in state and all(p.alive() for p in self._recorded_procs(state, "supervisord")):
@@ -431,9 +431,9 @@ class LocalBackend:
             procs.stop_all(procs.of_folder(run.path), timeout=10)
         if "supervisor" in state:
             self._supervisor(state).forget_socket()
-        if state.get("port"):
+        if port := state.get("port"):
             host = state.get("host", "127.0.0.1")
-            procs.wait_until(lambda: not procs.port_in_use(state["port"], host), timeout=5, interval=0.1)
+            procs.wait_until(lambda: not procs.port_in_use(port, host), timeout=5, interval=0.1)
 
 
 def _recorded_row(proc: procs.Proc, own: bool = False) -> ProcessRow:

@@ -33,7 +33,7 @@ from ..._errors import ConfigError, LabkitError, MachineError, PrerequisiteMissi
 from ..._state import RunDir
 from ...infra import cloudinit, health
 from ...infra import console as _console
-from ..base import ProcessRow, new_state
+from ..base import ProcessRow, State, new_state, url_of
 from ...notebook.progress import Progress
 from ..openstack.backend import TASKS, ComposeOverSSH, SystemdOverSSH, render_checked
 from . import ensure_image, missing, standins
@@ -72,7 +72,7 @@ class MachineBackend:
         # The machine's own steps join when its first marker says how many.
         return [*STEPS[:2], *([STAND_INS] if self.docker else []), *STEPS[2:], LAST_STEP]
 
-    def up(self, run: RunDir, settings: Settings, workers: int, progress: Progress) -> dict:
+    def up(self, run: RunDir, settings: Settings, workers: int, progress: Progress) -> State:
         with progress.step(STEPS[0]):
             if problems := missing():
                 raise PrerequisiteMissing("The machine backend needs " + "; ".join(problems)
@@ -99,8 +99,8 @@ class MachineBackend:
         with progress.step(STEPS[3]):
             machine = Machine.boot(f"{NAME_PREFIX}{run.name}", run.path / "machine", image, seed,
                                    files=files, docker=self.docker)
-            state.update(machine=machine.to_dict(), address=machine.address,
-                         url=f"http://{machine.address}:{WEB_PORT}")
+            state.update({"machine": machine.to_dict(), "address": machine.address,
+                          "url": f"http://{machine.address}:{WEB_PORT}"})
             run.write(state)  # recorded at once: `labkit down` finds the machine
         _console.follow(machine.console, progress, CONTEXTUALIZE_TIMEOUT, poll=1.0, what="VM",
                         alive=machine.running)
@@ -111,26 +111,29 @@ class MachineBackend:
         return state
 
     # -- the machine's services ---------------------------------------------
-    def services(self, run: RunDir, state: dict) -> SystemdOverSSH | ComposeOverSSH:
+    def services(self, run: RunDir, state: State) -> SystemdOverSSH | ComposeOverSSH:
         """The machine's systemd units (Task 1) or its Compose project (Task 2), over SSH as on a VM."""
         from ...infra.ssh import SSH
 
         folder = run.path / "ssh"
-        ssh = SSH(state["address"], user=USER, key_file=folder / "id_ed25519", known_hosts=folder / "known_hosts")
+        if not (address := state.get("address")):
+            raise MachineError(f"The machine of {state['name']!r} has no address yet: it is still booting, or "
+                               "its boot failed; `labkit logs` shows its console.")
+        ssh = SSH(address, user=USER, key_file=folder / "id_ed25519", known_hosts=folder / "known_hosts")
         if state.get("template") == "docker-server":
             return ComposeOverSSH(ssh, state["name"], secrets=(state["broker"]["password"],))
         return SystemdOverSSH(ssh)
 
-    def scale(self, run: RunDir, state: dict, workers: int) -> dict:
+    def scale(self, run: RunDir, state: State, workers: int) -> State:
         if not state.get("address"):
             raise ScaleError("The machine has no address yet: wait for `labkit up` to finish, then scale.")
         self.services(run, state).scale_workers(state["workers"], workers)
         state["workers"] = workers
         run.write(state)
-        health.wait_or_raise(state["url"], workers, HEALTH_TIMEOUT, ScaleError, advice="See `labkit logs`.")
+        health.wait_or_raise(url_of(state), workers, HEALTH_TIMEOUT, ScaleError, advice="See `labkit logs`.")
         return state
 
-    def processes(self, state: dict) -> list[ProcessRow]:
+    def processes(self, state: State) -> list[ProcessRow]:
         machine = self._machine(state)
         if machine is None:
             return []
@@ -138,7 +141,7 @@ class MachineBackend:
         return [{"role": "machine", "id": machine.name, "state": "running" if running else "stopped",
                  "alive": running, "address": machine.address}]
 
-    def logs(self, run: RunDir, state: dict, lines: int) -> dict[str, str]:
+    def logs(self, run: RunDir, state: State, lines: int) -> dict[str, str]:
         machine = self._machine(state)
         parts = {"console": "\n".join(machine.console().splitlines()[-lines:]) if machine else ""}
         if machine is not None and machine.running() and (run.path / "ssh" / "known_hosts").is_file():
@@ -148,17 +151,17 @@ class MachineBackend:
                 parts["services"] = f"(not reachable: {exc})"
         return parts
 
-    def running(self, state: dict) -> bool:
+    def running(self, state: State) -> bool:
         machine = self._machine(state)
         return machine is not None and machine.running()
 
-    def down(self, run: RunDir, state: dict) -> None:
+    def down(self, run: RunDir, state: State) -> None:
         if machine := self._machine(state):
             machine.destroy()
 
     @staticmethod
-    def _machine(state: dict) -> Machine | None:
-        return Machine.from_dict(state["machine"]) if state.get("machine") else None
+    def _machine(state: State) -> Machine | None:
+        return Machine.from_dict(record) if (record := state.get("machine")) else None
 
 
 def lab_files(settings: Settings, template: str = "single-server") -> dict[str, bytes | Path]:

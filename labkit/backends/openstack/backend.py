@@ -22,12 +22,12 @@ from typing import Callable
 
 from ... import _config, _userconfig
 from ..._config import Settings
-from ..._errors import CICDError, ConfigError, DeployError, LabkitError, ScaleError
+from ..._errors import CICDError, ConfigError, DeployError, LabkitError, ScaleError, ServerNotReady
 from ..._state import RunDir
 from ...infra import cloudinit, health
 from ...infra import console as _console
 from ...infra.hosts import SSHHost
-from ..base import ProcessRow, new_state
+from ..base import ProcessRow, State, new_state, url_of
 from ...notebook.progress import Progress, tell
 from .cloud import BROKER_PORT, ROLE_KEY, SSH_PORT
 
@@ -133,7 +133,7 @@ class OpenStackBackend:
         # The VM's own steps join when its first marker says how many there are.
         return [*CLIENT_STEPS, LAST_STEP]
 
-    def up(self, run: RunDir, settings: Settings, workers: int, progress: Progress) -> dict:
+    def up(self, run: RunDir, settings: Settings, workers: int, progress: Progress) -> State:
         cs = self.cloud_settings
         cloud = self.cloud
         secrets = cloudinit.Secrets.generate()
@@ -189,7 +189,7 @@ class OpenStackBackend:
         self._remember_host_keys(run, state, server.id, state["floating_ip"])
         with progress.step(LAST_STEP):
             try:
-                health.wait_or_raise(state["url"], workers, HEALTH_TIMEOUT, DeployError,
+                health.wait_or_raise(url_of(state), workers, HEALTH_TIMEOUT, DeployError,
                                        advice="The VM finished its steps: check that the security group lets "
                                               "you reach port 5100.")
             except DeployError as exc:
@@ -199,7 +199,7 @@ class OpenStackBackend:
                     f"--- {part} ---\n{text.rstrip()}" for part, text in logs.items() if text.strip())) from None
         return state
 
-    def _remember_host_keys(self, run: RunDir, state: dict, server_id: str, address: str | None) -> None:
+    def _remember_host_keys(self, run: RunDir, state: State, server_id: str, address: str | None) -> None:
         """The VM's host keys, as cloud-init printed them to its console, in the deployment's known_hosts.
 
         Read from the console (which only the cloud's API shows) rather than
@@ -224,7 +224,7 @@ class OpenStackBackend:
         _console.follow(lambda: self.cloud.console_log(server_id), progress, cs.contextualize_timeout, cs.poll)
 
     # -- scale out: worker VMs on the private network ---------------------------
-    def scale_out(self, run: RunDir, state: dict, vms: int, progress: Progress, workers_per_vm: int = 1) -> dict:
+    def scale_out(self, run: RunDir, state: State, vms: int, progress: Progress, workers_per_vm: int = 1) -> State:
         """Run exactly ``vms`` worker VMs beside the server; they join its broker at its private address."""
         cs = self.cloud_settings
         launch = state["launch"]
@@ -277,12 +277,12 @@ class OpenStackBackend:
                 run.write(state)
         expected = state["workers"] + sum(vm["workers"] for vm in current)
         with progress.step(f"wait for {expected} worker(s) to answer"):
-            health.wait_or_raise(state["url"], expected, HEALTH_TIMEOUT, ScaleError,
+            health.wait_or_raise(url_of(state), expected, HEALTH_TIMEOUT, ScaleError,
                                    advice="See `labkit logs`, then `labkit scale-out 0` to remove the worker VMs.")
         return state
 
     # -- bake: an image of the contextualized server ----------------------------
-    def bake(self, run: RunDir, state: dict, image_name: str, progress: Progress) -> dict:
+    def bake(self, run: RunDir, state: State, image_name: str, progress: Progress) -> dict:
         """Snapshot the server into an image that later deployments boot from, skipping the installs.
 
         The snapshot holds no secret of this deployment: before it the
@@ -310,13 +310,13 @@ class OpenStackBackend:
             with progress.step("start the services again"):
                 services.unseal(state["workers"])
         with progress.step("wait for the server to answer"):
-            health.wait_or_raise(state["url"], state["workers"], HEALTH_TIMEOUT, DeployError,
+            health.wait_or_raise(url_of(state), state["workers"], HEALTH_TIMEOUT, DeployError,
                                    advice="The image is ready; see `labkit logs` for why the server "
                                           "did not come back.")
         return image
 
     # -- CI/CD: a development VM that pushes to the server ---------------------
-    def prepare_cicd(self, run: RunDir, state: dict, settings: Settings, root: Path):
+    def prepare_cicd(self, run: RunDir, state: State, settings: Settings, root: Path):
         """Launch the development VM (once), and let it push to the server's ``deploy`` user.
 
         The server gets production_server/cicd (left out of its user-data for
@@ -349,14 +349,14 @@ class OpenStackBackend:
                                  "sh", known_hosts, entry], "Recording the server's host key")
         return sides
 
-    def cicd_sides(self, run: RunDir, state: dict, settings: Settings, root: Path):
+    def cicd_sides(self, run: RunDir, state: State, settings: Settings, root: Path):
         """Production is the server VM, development the development VM (folders, in the fake cloud)."""
         from ...infra.hosts import Host, LocalHost, Sides, git_over_ssh
 
         dev = state.get("development_vm") or {}
         if not dev.get("ready"):
             raise CICDError("This deployment has no development VM ready: run `labkit cicd init` (again).")
-        prod_root, dev_root = self._vm_root(state["server_id"]), self._vm_root(dev["id"])
+        prod_root, dev_root = self._vm_root(_server_id(state)), self._vm_root(dev["id"])
         prod_env = {"PYTHONPATH": f"{prod_root}{VM_APP}"}
         dev_env = {"PYTHONPATH": f"{dev_root}{VM_APP}", "TF_CPP_MIN_LOG_LEVEL": "2"}
         production: Host
@@ -367,12 +367,12 @@ class OpenStackBackend:
             data = str(self.cloud.settings.data_dir) if self.cloud.settings.data_dir else None
             production = LocalHost("the production VM", prod_env)
             development = LocalHost("the development VM", {**dev_env, **({"LABKIT_DATA_DIR": data} if data else {})})
-            python, url, data_dir = sys.executable, state["url"], data
+            python, url, data_dir = sys.executable, url_of(state), data
             repo_url, clone_options = f"{prod_root}{VM_CICD}/repo.git", ()
         else:
             # Where the development template's "fetch the data set" step put it (not the user's ~/.cache).
             dev_env["LABKIT_DATA_DIR"] = VM_DATA
-            production = SSHHost(self._ssh(state, state["floating_ip"]), "the production VM", as_user=DEPLOY_USER,
+            production = SSHHost(self._ssh(state, _public_ip(state)), "the production VM", as_user=DEPLOY_USER,
                                  env=prod_env)
             development = SSHHost(self._ssh(state, dev["floating_ip"]), "the development VM", env=dev_env)
             python, url, data_dir = VM_PYTHON, f"http://127.0.0.1:{WEB_PORT}", VM_DATA
@@ -385,10 +385,10 @@ class OpenStackBackend:
             dev_python=python, repo_url=repo_url, clone_options=clone_options,
         )
 
-    def serve_model_from(self, run: RunDir, state: dict, pointer: Path) -> dict:
+    def serve_model_from(self, run: RunDir, state: State, pointer: Path) -> State:
         """Restart the server's workers one at a time on CI/CD's release pointer."""
         self.services(state).serve_model_from(str(pointer), state["workers"])
-        health.wait_or_raise(state["url"], state["workers"], HEALTH_TIMEOUT, CICDError,
+        health.wait_or_raise(url_of(state), state["workers"], HEALTH_TIMEOUT, CICDError,
                                advice="The workers did not come back on the release pointer: see `labkit logs`.")
         state["model_dir"] = str(pointer)
         run.write(state)
@@ -399,7 +399,7 @@ class OpenStackBackend:
         disk = self.cloud.disk(server_id)
         return str(disk) if disk is not None else ""
 
-    def _launch_development(self, run: RunDir, state: dict, settings: Settings) -> None:
+    def _launch_development(self, run: RunDir, state: State, settings: Settings) -> None:
         cs, launch = self.cloud_settings, state["launch"]
         if earlier := state.pop("development_vm", None):
             # An earlier `cicd init` stopped before its VM was ready: start again from a new one.
@@ -431,16 +431,16 @@ class OpenStackBackend:
         run.write(state)
 
     # -- the VM's services ----------------------------------------------------
-    def services(self, state: dict):
+    def services(self, state: State):
         """The VM's service manager: systemd (Task 1) or Compose (Task 2) over SSH, or the fake cloud's own."""
         if (services := self.cloud.services(state["server_id"])) is not None:
             return services
-        ssh = self._ssh(state, state["floating_ip"])
+        ssh = self._ssh(state, _public_ip(state))
         if state.get("template") == "docker-server":
             return ComposeOverSSH(ssh, state["name"], secrets=(state["broker"].get("password") or "",))
         return SystemdOverSSH(ssh)
 
-    def _ssh(self, state: dict, host: str):
+    def _ssh(self, state: State, host: str):
         """SSH to one of the deployment's VMs with the user and key it was launched with, whatever the
         settings of whoever attaches now; the VMs' host keys as their consoles showed them."""
         from ...infra.ssh import SSH
@@ -449,7 +449,7 @@ class OpenStackBackend:
                    key_file=state.get("ssh_key") or self.cloud_settings.private_key,
                    known_hosts=state.get("known_hosts"))
 
-    def scale(self, run: RunDir, state: dict, workers: int) -> dict:
+    def scale(self, run: RunDir, state: State, workers: int) -> State:
         if not state.get("floating_ip"):
             raise ScaleError("The server has no address yet: wait for `labkit up` to finish, then scale.")
         if state.get("worker_vms"):
@@ -461,11 +461,11 @@ class OpenStackBackend:
         self.services(state).scale_workers(state["workers"], workers)
         state["workers"] = workers
         run.write(state)
-        health.wait_or_raise(state["url"], workers, HEALTH_TIMEOUT, ScaleError,
+        health.wait_or_raise(url_of(state), workers, HEALTH_TIMEOUT, ScaleError,
                                advice="See `labkit logs`.")
         return state
 
-    def processes(self, state: dict) -> list[ProcessRow]:
+    def processes(self, state: State) -> list[ProcessRow]:
         def row(role: str, server_id: str | None, address: str | None, found) -> ProcessRow:
             return {"role": role, "id": server_id, "state": found.status if found else "gone",
                     "alive": bool(found) and found.status == "ACTIVE", "address": address}
@@ -480,7 +480,7 @@ class OpenStackBackend:
             rows.append(row("development VM", dev["id"], dev.get("floating_ip"), self.cloud.get_server(dev["id"])))
         return rows
 
-    def logs(self, run: RunDir, state: dict, lines: int) -> dict[str, str]:
+    def logs(self, run: RunDir, state: State, lines: int) -> dict[str, str]:
         log = self.cloud.console_log(state["server_id"]) if state.get("server_id") else ""
         parts = {"console": "\n".join(log.splitlines()[-lines:])}
         if state.get("floating_ip"):
@@ -490,11 +490,11 @@ class OpenStackBackend:
                 parts["services"] = f"(not reachable: {exc})"
         return parts
 
-    def running(self, state: dict) -> bool:
+    def running(self, state: State) -> bool:
         server = self.cloud.get_server(state["server_id"]) if state.get("server_id") else None
         return server is not None and server.status == "ACTIVE"
 
-    def down(self, run: RunDir, state: dict) -> None:
+    def down(self, run: RunDir, state: State) -> None:
         # The key pair and security group are shared by the lab's deployments:
         # `labkit cleanup` removes them with everything else.
         for vm in [*(state.get("worker_vms") or []), *filter(None, [state.get("development_vm")])]:
@@ -535,7 +535,7 @@ def old_python_note(image: str) -> str | None:
             "the VM's first step will stop there. Choose Ubuntu 24.04 or Debian 12 (or newer) with --image.")
 
 
-def _dev_home(state: dict) -> str:
+def _dev_home(state: State) -> str:
     """The development VM's login user's home, where CI/CD works (a state older than the field: Ubuntu's)."""
     return state["development_vm"].get("home", "/home/ubuntu")
 
@@ -694,6 +694,21 @@ class SystemdOverSSH:
         services = self.host.run(["sudo", "journalctl", "--no-pager", "-n", str(lines), "-u", "labkit-web.service",
                                   "-u", "labkit-worker@*"], timeout=30)
         return {"cloud-init": cloud_init.stdout, "services": services.stdout}
+
+
+def _server_id(state: State) -> str:
+    if not (server_id := state.get("server_id")):
+        raise ServerNotReady(f"The deployment {state['name']!r} has no server yet: its launch did not get that "
+                             "far; run `labkit down`, then deploy again.")
+    return server_id
+
+
+def _public_ip(state: State) -> str:
+    """The server's floating IP, which labkit logs in and talks to the server through."""
+    if not (address := state.get("floating_ip")):
+        raise ServerNotReady(f"The server of {state['name']!r} has no floating IP yet: it is still starting, or "
+                             "its start failed; `labkit status` says which.")
+    return address
 
 
 def _workers(indexes: range) -> list[str]:
