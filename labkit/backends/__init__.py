@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 from .._errors import ConfigError
 from .base import CICD, Backend, State, VMs
 
@@ -11,8 +13,12 @@ NAMES = ("local", "docker", "openstack", "machine")  # as the lab meets them
 TEMPLATED = ("openstack", "machine")  # the backends that boot a VM from a template of cloud-init/
 
 
-def get(name: str, template: str | None = None) -> Backend:
-    """The backend called ``name``; ``template`` is the VM it boots (openstack and machine only)."""
+def get(name: str, template: str | None = None, cloud: Mapping[str, str] | None = None) -> Backend:
+    """The backend called ``name``; ``template`` is the VM it boots (openstack and machine only).
+
+    ``cloud``: what to launch with on OpenStack (``CloudSettings`` fields: image, flavor, network,
+    keypair), over the saved settings; the other backends launch nothing there and ignore it.
+    """
     if template is not None and name not in TEMPLATED:
         raise ConfigError(f"The {name} backend runs the production server as it is, without a VM template: "
                           f"template= applies to {' and '.join(TEMPLATED)}.")
@@ -29,8 +35,8 @@ def get(name: str, template: str | None = None) -> Backend:
 
         from .openstack.backend import CloudSettings, OpenStackBackend
 
-        settings = CloudSettings.from_env()
-        return OpenStackBackend(cloud_settings=replace(settings, template=template) if template else settings)
+        chosen: dict[str, Any] = {**(cloud or {}), **({"template": template} if template else {})}
+        return OpenStackBackend(cloud_settings=replace(CloudSettings.from_env(), **chosen))
     if name == "docker":
         from .docker.backend import DockerBackend
 

@@ -79,19 +79,12 @@ def command(ctx: click.Context, workers: int, backend: str | None, engine: str |
 
     from .._deploy import start_or_reuse
 
-    target: str | Backend = backend or labkit.Settings.from_env().backend
-    if target == "openstack":
-        from dataclasses import replace
+    from ..backends import TEMPLATED, get
 
-        from ..backends.openstack.backend import CloudSettings, OpenStackBackend
-
-        chosen = {"image": image, "flavor": flavor, "network": network, "keypair": keypair, "template": template}
-        settings = replace(CloudSettings.from_env(), **{k: v for k, v in chosen.items() if v})
-        target = OpenStackBackend(cloud_settings=settings)
-    elif template and target == "machine":
-        from ..backends import get
-
-        target = get("machine", template=template)
+    chosen = backend or labkit.Settings.from_env().backend
+    cloud = {k: v for k, v in {"image": image, "flavor": flavor, "network": network, "keypair": keypair}.items() if v}
+    # --template (or LABKIT_OS_TEMPLATE) names a VM: the backends without one run as they are.
+    target: Backend = get(chosen, template=template if chosen in TEMPLATED else None, cloud=cloud)
     try:
         with _stop_signals_raise():
             lab = start_or_reuse(target, name=name, workers=workers, engine=engine,
