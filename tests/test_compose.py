@@ -99,7 +99,7 @@ def test_the_proxy_serves_labkits_nginx_site_in_front_of_the_web_service(compose
     assert proxy["volumes"] == ["./nginx.conf:/etc/nginx/conf.d/default.conf:ro"]
     assert (SERVER / "nginx.conf").read_text() == _nginx.compose_conf(), (
         "production_server/nginx.conf is not labkit/infra/nginx.py's site: rewrite it with "
-        "python -c 'from labkit import _nginx; _nginx.COMPOSE_CONF.write_text(_nginx.compose_conf())'")
+        "python -c 'from labkit.infra import nginx; nginx.COMPOSE_CONF.write_text(nginx.compose_conf())'")
     assert "server web:5100;" in _nginx.compose_conf() and "listen 0.0.0.0:5100 " in _nginx.compose_conf()
     assert proxy["depends_on"] == {"web": {"condition": "service_healthy"}}
     assert proxy["cap_drop"] == ["ALL"] and set(proxy["cap_add"]) == {"CHOWN", "SETGID", "SETUID"}

@@ -25,7 +25,8 @@ SCRIPT = r"""
 import json, sys
 from pathlib import Path
 import labkit, production_server
-from labkit import _cloudinit, _files
+from labkit import _files
+from labkit.infra import cloudinit as _cloudinit
 
 settings = labkit.Settings(home=Path("home"), model_dir=Path(sys.argv[1]), data_dir=Path(sys.argv[2]),
                            progress="off")
